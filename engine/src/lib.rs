@@ -1,0 +1,34 @@
+//! grokflow's engine: the [`Loss`] trait, the gradient flows of gradient descent with weight
+//! decay, their integration by diffsol's implicit solvers with analytic Jacobians, the limit
+//! map Φ, observers of the step loop, and the derivative check.
+//!
+//! The engine knows no concrete system and no command line. A run is
+//! `integrate(&flow, θ₀, method, &options, &mut observers) -> Outcome`.
+
+pub mod check;
+pub mod error;
+pub mod flow;
+mod gd;
+pub mod grokking;
+pub mod la;
+mod linsolve;
+pub mod loss;
+pub mod method;
+pub mod observe;
+mod ode;
+pub mod phi;
+pub mod run;
+
+pub use check::{check_derivatives, DerivativeReport};
+pub use error::EngineError;
+pub use flow::{GradientFlow, TimeScale};
+pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
+pub use linsolve::{factorisation_counts, FactorisationCounts};
+pub use loss::{Loss, NoObservables, Observables};
+pub use method::{Method, Options};
+pub use observe::{
+    log_time_grid, BlowUpGuard, Control, DenseOutput, Observer, Recorder, RunInfo, Sample,
+    StepView, StopReason, Trajectory,
+};
+pub use phi::{phi, GradientBelow, PhiOptions, PhiResult};
+pub use run::{integrate, Outcome, SolverStats};

@@ -1,0 +1,71 @@
+//! The one trait a training loss implements, and the observables a run records.
+
+use crate::la::{matvec_into, DMat, MatMut};
+
+/// A C² (ideally C³) training loss F: Rᵈ → R with analytic derivatives.
+///
+/// Writes go into caller buffers (`_into`); the allocating wrappers sit on top. The engine
+/// knows nothing else about a loss, so any type implementing this trait runs through every
+/// flow, solver and check of grokflow.
+pub trait Loss: Send + Sync {
+    /// A short name, used in file names and reports.
+    fn name(&self) -> &str;
+
+    /// The dimension d of θ.
+    fn dim(&self) -> usize;
+
+    /// F(θ).
+    fn value(&self, theta: &[f64]) -> f64;
+
+    /// grad ← ∇F(θ).
+    fn gradient_into(&self, theta: &[f64], grad: &mut [f64]);
+
+    /// hess ← ∇²F(θ), a dense symmetric d×d matrix (every entry written).
+    fn hessian_into(&self, theta: &[f64], hess: MatMut<'_, f64>);
+
+    /// out ← ∇²F(θ)·v. The default assembles the dense Hessian; override it where a
+    /// matrix-free product is cheaper.
+    fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
+        let h = self.hessian(theta);
+        matvec_into(h.as_ref(), v, out);
+    }
+
+    /// ∇F(θ), allocated.
+    fn gradient(&self, theta: &[f64]) -> Vec<f64> {
+        let mut g = vec![0.0; self.dim()];
+        self.gradient_into(theta, &mut g);
+        g
+    }
+
+    /// ∇²F(θ), allocated.
+    fn hessian(&self, theta: &[f64]) -> DMat {
+        let d = self.dim();
+        let mut h = DMat::zeros(d, d);
+        self.hessian_into(theta, h.as_mut());
+        h
+    }
+}
+
+/// What a run records beside the training loss: the test metric and any system-specific
+/// columns (singular values, sparsity, …). Computing them never changes the trajectory.
+pub trait Observables: Sync {
+    /// The test metric at θ, if the system has one.
+    fn test_loss(&self, theta: &[f64]) -> Option<f64>;
+
+    /// Names of extra per-sample columns.
+    fn extra_columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Appends one value per [`Observables::extra_columns`] entry, in order.
+    fn extra_values(&self, _theta: &[f64], _out: &mut Vec<f64>) {}
+}
+
+/// Observables for a loss that has no test metric.
+pub struct NoObservables;
+
+impl Observables for NoObservables {
+    fn test_loss(&self, _theta: &[f64]) -> Option<f64> {
+        None
+    }
+}

@@ -1,0 +1,74 @@
+//! Seeded random data and the JSON shape of matrices in instance files.
+
+use grokflow_engine::la::DMat;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::error::{invalid_instance, SystemError};
+
+/// The generator every system draws from: ChaCha8, stable across platforms and versions.
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// `len` independent N(0, σ²) draws.
+pub fn gaussian_vec(rng: &mut ChaCha8Rng, len: usize, sigma: f64) -> Vec<f64> {
+    (0..len)
+        .map(|_| sigma * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
+        .collect()
+}
+
+/// An r×c matrix of independent N(0, σ²) draws, filled row by row.
+pub fn gaussian_mat(rng: &mut ChaCha8Rng, rows: usize, cols: usize, sigma: f64) -> DMat {
+    let v = gaussian_vec(rng, rows * cols, sigma);
+    DMat::from_fn(rows, cols, |i, j| v[i * cols + j])
+}
+
+/// A matrix as JSON rows: `[[row 0], [row 1], …]` (what numpy's `np.array` reads).
+pub fn mat_to_rows(m: &DMat) -> Vec<Vec<f64>> {
+    (0..m.nrows())
+        .map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect())
+        .collect()
+}
+
+/// The inverse of [`mat_to_rows`], checking that every row has `cols` finite entries.
+pub fn rows_to_mat(rows: &[Vec<f64>], cols: usize, what: &str) -> Result<DMat, SystemError> {
+    for (i, r) in rows.iter().enumerate() {
+        if r.len() != cols {
+            return Err(invalid_instance(format!(
+                "{what}: row {i} has {} entries, expected {cols}",
+                r.len()
+            )));
+        }
+        if let Some(j) = r.iter().position(|x| !x.is_finite()) {
+            return Err(invalid_instance(format!("{what}[{i}][{j}] is not finite")));
+        }
+    }
+    Ok(DMat::from_fn(rows.len(), cols, |i, j| rows[i][j]))
+}
+
+/// Checks that a vector has the expected length and only finite entries.
+pub fn check_vec(v: &[f64], len: usize, what: &str) -> Result<(), SystemError> {
+    if v.len() != len {
+        return Err(invalid_instance(format!(
+            "{what} has {} entries, expected {len}",
+            v.len()
+        )));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(invalid_instance(format!("{what}[{i}] is not finite")));
+    }
+    Ok(())
+}
+
+/// A uniformly random permutation of 0..n (Fisher–Yates).
+pub fn permutation(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
+    use rand::RngExt;
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = rng.random_range(0..=i);
+        p.swap(i, j);
+    }
+    p
+}
