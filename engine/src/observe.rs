@@ -56,7 +56,7 @@ impl StopReason {
                 format!("stopped after the maximum of {steps} steps before the end time")
             }
             StopReason::Diverged { theta_norm } => {
-                format!("diverged (‖θ‖ = {theta_norm:.3e}); lower the step or the tolerances")
+                format!("diverged (‖θ‖ = {theta_norm:.3e})")
             }
             StopReason::SolverFailed { message } => format!("the ODE solver failed: {message}"),
             StopReason::Stopped { reason } => format!("stopped: {reason}"),

@@ -12,7 +12,7 @@ pub enum SystemError {
     #[error("invalid instance: {0}")]
     InvalidInstance(String),
     /// Reading or writing an instance file failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}")]
     Io {
         /// The file.
         path: String,

@@ -355,7 +355,7 @@ impl LinearTruth {
         let s: Vec<f64> = (0..n).map(|i| svd.S().column_vector()[i]).collect();
         let smax = s.iter().cloned().fold(0.0, f64::max);
         let smin = s.iter().cloned().fold(f64::INFINITY, f64::min);
-        if !(smin > 1e-10 * smax) {
+        if smin.is_nan() || smin <= 1e-10 * smax {
             return Err(invalid_instance(format!(
                 "X must have full row rank (smallest singular value {smin:.3e}, largest {smax:.3e})"
             )));

@@ -133,3 +133,28 @@ fn large_tau_state_is_the_min_norm_solution() {
     assert!((err_star - predicted).abs() <= 1e-8 + 1e-3 * predicted);
     assert!(err_star <= 1e-5);
 }
+
+#[test]
+fn instance_file_round_trips_exactly() {
+    let lr = instance();
+    let text = serde_json::to_string(&lr.to_file()).unwrap();
+    let back = LinearRegression::from_file(serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(back.x(), lr.x());
+    assert_eq!(back.y(), lr.y());
+    assert_eq!(back.theta_init(), lr.theta_init());
+    assert_eq!(back.theta_true(), lr.theta_true());
+    assert_eq!(back.params(), lr.params());
+}
+
+#[test]
+fn generation_is_reproducible_and_seeded() {
+    let a = instance();
+    let b = instance();
+    assert_eq!(a.x(), b.x());
+    let c = LinearRegression::generate(&LinearParams {
+        seed: 1,
+        ..LinearParams::default()
+    })
+    .unwrap();
+    assert_ne!(a.x(), c.x());
+}

@@ -1,0 +1,405 @@
+//! The engine on losses with known flows: methods against closed forms, gradient descent
+//! against its discrete solution, the two clocks, observers, Φ, the grokking times, and the
+//! derivative check's power to fail.
+
+mod common;
+
+use common::{DoubleWell, Quadratic};
+use grokflow_engine::la::{distance, MatMut};
+use grokflow_engine::{
+    check_derivatives, grokking_times, integrate, log_time_grid, phi, BlowUpGuard, Control,
+    GradientFlow, Loss, Method, Observer, Options, PhiOptions, Recorder, Sample, StepView,
+    StopReason, TimeScale, Trajectory,
+};
+
+fn quadratic() -> Quadratic {
+    // Two stiff directions, one slow one, two in the kernel (a = 0).
+    Quadratic {
+        a: vec![30.0, 4.0, 0.5, 0.0, 0.0],
+        b: vec![1.0, -2.0, 0.5, 0.0, 0.0],
+    }
+}
+const THETA0: [f64; 5] = [0.3, 1.0, -1.0, 2.0, -3.0];
+
+fn opts(rtol: f64, s_end: f64) -> Options {
+    Options {
+        rtol,
+        atol: rtol * 1e-2,
+        s_end,
+        max_steps: 100_000,
+    }
+}
+
+#[test]
+fn every_implicit_method_follows_the_exact_flow_in_both_clocks() {
+    let q = quadratic();
+    for method in [Method::Bdf, Method::Esdirk34, Method::TrBdf2] {
+        for (time, lambda) in [
+            (TimeScale::Fast, 1e-2),
+            (TimeScale::Slow, 1e-2),
+            (TimeScale::Slow, 1e-7),
+        ] {
+            let flow = GradientFlow::regularised(&q, lambda, time).unwrap();
+            let t_end = 5.0 / lambda;
+            let out = integrate(
+                &flow,
+                &THETA0,
+                method,
+                &opts(1e-9, flow.clock(t_end)),
+                &mut [],
+            )
+            .unwrap();
+            assert_eq!(out.stop, StopReason::Finished);
+            let exact = q.exact(&THETA0, lambda, t_end);
+            let err = distance(&out.theta_final, &exact);
+            assert!(
+                err < 1e-6,
+                "{} {time:?} λ={lambda}: error {err}",
+                method.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn explicit_method_is_accurate_where_it_is_affordable() {
+    let q = quadratic();
+    let flow = GradientFlow::regularised(&q, 0.1, TimeScale::Fast).unwrap();
+    let out = integrate(&flow, &THETA0, Method::Tsit45, &opts(1e-9, 20.0), &mut []).unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    assert!(distance(&out.theta_final, &q.exact(&THETA0, 0.1, 20.0)) < 1e-6);
+}
+
+#[test]
+fn fast_and_slow_clocks_give_the_same_state() {
+    let q = quadratic();
+    let lambda = 1e-3;
+    let fast = GradientFlow::regularised(&q, lambda, TimeScale::Fast).unwrap();
+    let slow = GradientFlow::regularised(&q, lambda, TimeScale::Slow).unwrap();
+    let a = integrate(&fast, &THETA0, Method::Bdf, &opts(1e-10, 3000.0), &mut []).unwrap();
+    let b = integrate(&slow, &THETA0, Method::Bdf, &opts(1e-10, 3.0), &mut []).unwrap();
+    assert!(distance(&a.theta_final, &b.theta_final) < 1e-7);
+    assert!((slow.fast_time(b.s_final) - 3000.0).abs() < 1e-9);
+}
+
+#[test]
+fn gradient_descent_matches_its_discrete_solution() {
+    // θ_k = θ∞ + (1 − η(a + λ))^k (θ₀ − θ∞) in each coordinate.
+    let q = quadratic();
+    let (lambda, lr, k) = (0.05, 0.01, 1000usize);
+    let flow = GradientFlow::regularised(&q, lambda, TimeScale::Fast).unwrap();
+    let out = integrate(
+        &flow,
+        &THETA0,
+        Method::GradientDescent { lr },
+        &opts(1e-8, lr * k as f64),
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    assert_eq!(out.stats.steps, k);
+    for i in 0..5 {
+        let (a, b) = (q.a[i], q.b[i]);
+        let inf = a * b / (a + lambda);
+        let exact = inf + (1.0 - lr * (a + lambda)).powi(k as i32) * (THETA0[i] - inf);
+        assert!((out.theta_final[i] - exact).abs() < 1e-12, "coordinate {i}");
+    }
+}
+
+#[test]
+fn gradient_descent_in_slow_time_ends_exactly_at_the_end() {
+    let q = quadratic();
+    let flow = GradientFlow::regularised(&q, 1e-2, TimeScale::Slow).unwrap();
+    // τ_end / (λη) = 0.1 / (1e-2 · 0.03) = 333.3 iterations: the last one is partial.
+    let out = integrate(
+        &flow,
+        &THETA0,
+        Method::GradientDescent { lr: 0.03 },
+        &opts(1e-8, 0.1),
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(out.stats.steps, 334);
+    assert_eq!(out.s_final, 0.1);
+}
+
+#[test]
+fn unstable_gradient_descent_is_stopped_by_the_guard() {
+    let q = quadratic();
+    let flow = GradientFlow::regularised(&q, 1e-2, TimeScale::Fast).unwrap();
+    let mut guard = BlowUpGuard::for_start(&THETA0);
+    // η(a + λ) = 0.1 · 30 = 3 > 2: the stiff coordinate grows like 2^k.
+    let out = integrate(
+        &flow,
+        &THETA0,
+        Method::GradientDescent { lr: 0.1 },
+        &opts(1e-8, 100.0),
+        &mut [&mut guard],
+    )
+    .unwrap();
+    assert!(
+        matches!(out.stop, StopReason::Diverged { .. }),
+        "{:?}",
+        out.stop
+    );
+    assert!(out.theta_final.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn indefinite_newton_matrices_fall_back_to_lu_and_stay_accurate() {
+    // x sits on the top of the double well (a saddle, H = −1) while y decays like e^{−t}:
+    // once BDF's steps exceed 1, the Newton matrix 1 + γ·H_xx = 1 − γ is then negative in x.
+    let f = SaddlePlusDecay;
+    let flow = GradientFlow::unregularised(&f);
+    let theta0 = [0.0, 1.0];
+    let out = integrate(&flow, &theta0, Method::Bdf, &opts(1e-10, 300.0), &mut []).unwrap();
+    assert_eq!(out.theta_final[0], 0.0);
+    let exact_y = (-300.0f64).exp();
+    assert!(
+        (out.theta_final[1] - exact_y).abs() < 1e-11,
+        "{} vs {exact_y}",
+        out.theta_final[1]
+    );
+    let lu = out.stats.lu_factorisations - out.stats.cholesky_factorisations;
+    assert!(
+        lu > 0,
+        "expected LU fallbacks once the steps are long, got {:?}",
+        out.stats
+    );
+    assert!(
+        out.stats.cholesky_factorisations > 0,
+        "expected Cholesky while the steps are short"
+    );
+}
+
+#[test]
+fn the_double_well_flow_leaves_the_saddle_as_its_closed_form_says() {
+    let dw = DoubleWell;
+    let flow = GradientFlow::unregularised(&dw);
+    let theta0 = [1e-3];
+    let out = integrate(&flow, &theta0, Method::Bdf, &opts(1e-10, 12.0), &mut []).unwrap();
+    let exact = DoubleWell::exact(theta0[0], 12.0);
+    assert!(
+        (out.theta_final[0] - exact).abs() < 1e-7,
+        "{} vs {exact}",
+        out.theta_final[0]
+    );
+}
+
+/// F(x, y) = −x²/2 + x⁴/4 + y²/2.
+struct SaddlePlusDecay;
+impl Loss for SaddlePlusDecay {
+    fn name(&self) -> &str {
+        "saddle"
+    }
+    fn dim(&self) -> usize {
+        2
+    }
+    fn value(&self, th: &[f64]) -> f64 {
+        DoubleWell.value(&th[..1]) + 0.5 * th[1] * th[1]
+    }
+    fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
+        DoubleWell.gradient_into(&th[..1], &mut g[..1]);
+        g[1] = th[1];
+    }
+    fn hessian_into(&self, th: &[f64], mut h: MatMut<'_, f64>) {
+        h.fill(0.0);
+        h[(0, 0)] = -1.0 + 3.0 * th[0] * th[0];
+        h[(1, 1)] = 1.0;
+    }
+}
+
+#[test]
+fn recorder_samples_the_grid_from_dense_output() {
+    let q = quadratic();
+    let lambda = 1e-3;
+    let flow = GradientFlow::regularised(&q, lambda, TimeScale::Slow).unwrap();
+    let grid = log_time_grid(1e-2, 5.0 / lambda, 7);
+    let mut rec = Recorder::new(flow, &q, &grid).keep_states(true);
+    integrate(
+        &flow,
+        &THETA0,
+        Method::Esdirk34,
+        &opts(1e-10, 5.0),
+        &mut [&mut rec],
+    )
+    .unwrap();
+    let traj = rec.into_trajectory();
+    assert_eq!(traj.samples.len(), grid.len());
+    for ((s, th), t) in traj.samples.iter().zip(&traj.states).zip(&grid) {
+        assert!((s.t - t).abs() <= 1e-12 * t.max(1.0));
+        assert!((s.tau - lambda * s.t).abs() <= 1e-15 * s.t.max(1.0));
+        assert!(
+            distance(th, &q.exact(&THETA0, lambda, s.t)) < 1e-6,
+            "at t = {t}"
+        );
+        assert!((s.train_loss - q.value(th)).abs() <= 1e-14);
+    }
+}
+
+#[test]
+fn log_time_grid_is_geometric_and_ends_at_the_end() {
+    let g = log_time_grid(1e-2, 1e3, 4);
+    assert_eq!(g[0], 0.0);
+    assert_eq!(g[1], 1e-2);
+    assert_eq!(*g.last().unwrap(), 1e3);
+    assert_eq!(g.len(), 2 + 5 * 4);
+    let ratio = g[2] / g[1];
+    assert!((ratio - 10f64.powf(0.25)).abs() < 1e-12);
+}
+
+/// Stops the run after a fixed number of steps.
+struct StopAfter(usize);
+impl Observer for StopAfter {
+    fn step(&mut self, view: &StepView<'_>) -> Control {
+        if view.steps >= self.0 {
+            Control::Stop(StopReason::Stopped {
+                reason: "test".into(),
+            })
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+#[test]
+fn an_observer_stop_ends_the_run_and_keeps_the_record() {
+    let q = quadratic();
+    let flow = GradientFlow::regularised(&q, 1e-2, TimeScale::Slow).unwrap();
+    let grid = log_time_grid(1e-2, 1e3, 10);
+    let mut rec = Recorder::new(flow, &q, &grid);
+    let out = integrate(
+        &flow,
+        &THETA0,
+        Method::Bdf,
+        &opts(1e-8, 10.0),
+        &mut [&mut rec, &mut StopAfter(25)],
+    )
+    .unwrap();
+    assert_eq!(out.stats.steps, 25);
+    assert!(matches!(out.stop, StopReason::Stopped { .. }));
+    let traj = rec.into_trajectory();
+    // The last sample is the state where the run stopped.
+    let last = traj.samples.last().unwrap();
+    assert!((last.t - flow.fast_time(out.s_final)).abs() < 1e-9 * last.t);
+}
+
+#[test]
+fn max_steps_is_a_stop_reason_not_an_error() {
+    let q = quadratic();
+    let flow = GradientFlow::regularised(&q, 1e-4, TimeScale::Slow).unwrap();
+    let o = Options {
+        max_steps: 10,
+        ..opts(1e-8, 10.0)
+    };
+    let out = integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap();
+    assert_eq!(out.stop, StopReason::MaxSteps { steps: 10 });
+}
+
+#[test]
+fn bad_inputs_are_errors_before_the_run() {
+    let q = quadratic();
+    assert!(GradientFlow::regularised(&q, 0.0, TimeScale::Slow).is_err());
+    assert!(GradientFlow::regularised(&q, f64::NAN, TimeScale::Slow).is_err());
+    assert!(GradientFlow::regularised(&q, -1.0, TimeScale::Fast).is_err());
+    let flow = GradientFlow::regularised(&q, 1e-2, TimeScale::Slow).unwrap();
+    assert!(integrate(&flow, &THETA0[..3], Method::Bdf, &opts(1e-8, 1.0), &mut []).is_err());
+    assert!(integrate(
+        &flow,
+        &[f64::NAN; 5],
+        Method::Bdf,
+        &opts(1e-8, 1.0),
+        &mut []
+    )
+    .is_err());
+    assert!(integrate(&flow, &THETA0, Method::Bdf, &opts(0.0, 1.0), &mut []).is_err());
+    assert!(integrate(
+        &flow,
+        &THETA0,
+        Method::GradientDescent { lr: -1.0 },
+        &opts(1e-8, 1.0),
+        &mut []
+    )
+    .is_err());
+}
+
+#[test]
+fn phi_converges_to_the_projection_and_reports_failure() {
+    let q = quadratic();
+    let res = phi(&q, &THETA0, &PhiOptions::default(), &mut []).unwrap();
+    let exact = [1.0, -2.0, 0.5, 2.0, -3.0];
+    // The stopping rule ‖∇F‖ ≤ tol leaves a distance ≤ tol / a_min to the limit (a_min = 0.5).
+    assert!(distance(&res.theta, &exact) <= res.tolerance / 0.5 + 1e-12);
+    assert!(res.grad_norm <= res.tolerance);
+    let short = PhiOptions {
+        t_max: 1.0,
+        ..PhiOptions::default()
+    };
+    assert!(phi(&q, &THETA0, &short, &mut []).is_err());
+}
+
+fn sample(t: f64, train: f64, test: f64) -> Sample {
+    Sample {
+        t,
+        tau: 1e-3 * t,
+        train_loss: train,
+        test_loss: Some(test),
+        theta_norm: 1.0,
+        grad_norm: 1.0,
+        extra: vec![],
+    }
+}
+
+#[test]
+fn grokking_times_follow_their_documented_rule() {
+    let traj = Trajectory {
+        extra_columns: vec![],
+        samples: vec![
+            sample(0.0, 1.0, 50.0),
+            sample(1.0, 1e-2, 100.0),
+            sample(2.0, 1e-4, 100.0), // fitted: 1e-4 ≤ 1e-3 · 1
+            sample(500.0, 1e-4, 90.0),
+            sample(1000.0, 1e-4, 11.0),
+            sample(2000.0, 1e-4, 9.0), // log-midpoint of 100 and 1 is 10
+            sample(5000.0, 1e-4, 1.0),
+        ],
+        states: vec![],
+    };
+    let g = grokking_times(&traj, Some(100.0), 1e-3, 1e-3);
+    assert_eq!(g.t_fit, Some(2.0));
+    assert_eq!(g.t_grok, Some(2000.0));
+    assert_eq!(g.tau_grok, Some(2.0));
+    // No drop, no grokking time.
+    assert_eq!(grokking_times(&traj, Some(0.5), 1e-3, 1e-3).t_grok, None);
+}
+
+/// The quadratic with a gradient off by a factor in one coordinate.
+struct WrongGradient(Quadratic);
+impl Loss for WrongGradient {
+    fn name(&self) -> &str {
+        "wrong"
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn value(&self, th: &[f64]) -> f64 {
+        self.0.value(th)
+    }
+    fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
+        self.0.gradient_into(th, g);
+        g[1] *= 1.01;
+    }
+    fn hessian_into(&self, th: &[f64], h: MatMut<'_, f64>) {
+        self.0.hessian_into(th, h);
+    }
+}
+
+#[test]
+fn derivative_check_passes_good_and_fails_wrong_derivatives() {
+    let q = quadratic();
+    let good = check_derivatives(&q, &THETA0, 1e-8);
+    assert!(good.worst() < 1e-8, "{good:?}");
+    let bad = check_derivatives(&WrongGradient(quadratic()), &THETA0, 1e-8);
+    assert!(bad.gradient > 1e-3, "{bad:?}");
+    assert!(bad.hessian > 1e-3, "{bad:?}");
+}

@@ -1,0 +1,291 @@
+//! The benchmark behind BENCHMARKS.md: the default linear-regression instance in slow time
+//! for λ = 1e-2 … 1e-8, every method, against the exact flow. Speed is measured here and
+//! written to a file, never asserted in tests.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use grokflow_engine::la::{distance, norm};
+use grokflow_engine::{
+    integrate, log_time_grid, GradientFlow, Method, Options, Recorder, StopReason, TimeScale,
+};
+use grokflow_systems::{LinearParams, LinearRegression};
+use serde::{Deserialize, Serialize};
+
+/// Settings of a benchmark run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchConfig {
+    /// The λ sweep.
+    pub lambdas: Vec<f64>,
+    /// End of every run in slow time.
+    pub tau_end: f64,
+    /// Tolerances of the adaptive methods.
+    pub rtol: f64,
+    /// Tolerances of the adaptive methods.
+    pub atol: f64,
+    /// The explicit method runs only where it needs fewer steps than this.
+    pub explicit_max_steps: usize,
+    /// Gradient descent runs only up to this many iterations; beyond, its time is extrapolated.
+    pub gd_max_iterations: usize,
+    /// Repeats of each timed run (the median wall time is reported).
+    pub repeats: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        Self {
+            lambdas: vec![1e-2, 1e-4, 1e-6, 1e-8],
+            tau_end: 10.0,
+            rtol: 1e-8,
+            atol: 1e-10,
+            explicit_max_steps: 300_000,
+            gd_max_iterations: 20_000_000,
+            repeats: 3,
+        }
+    }
+}
+
+/// One row of the benchmark.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchRow {
+    /// System name.
+    pub system: String,
+    /// λ.
+    pub lambda: f64,
+    /// Method name.
+    pub method: String,
+    /// "measured", "extrapolated" or "skipped".
+    pub status: String,
+    /// Steps (iterations for gd).
+    pub steps: f64,
+    /// Gradient evaluations.
+    pub rhs_evals: f64,
+    /// Hessian assemblies.
+    pub jac_evals: usize,
+    /// Newton-matrix factorisations.
+    pub lu_factorisations: usize,
+    /// Median wall time over the repeats (seconds).
+    pub wall_s: f64,
+    /// max over the samples of ‖θ − θ_exact‖/‖θ_exact‖.
+    pub max_rel_error: Option<f64>,
+    /// What else a reader should know.
+    pub note: String,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs one method at one λ `repeats` times; returns the row of the last run with the median time.
+fn measure(
+    lr: &LinearRegression,
+    lambda: f64,
+    method: Method,
+    cfg: &BenchConfig,
+    max_steps: usize,
+) -> Result<BenchRow> {
+    let truth = lr.truth()?;
+    let flow = GradientFlow::regularised(lr, lambda, TimeScale::Slow)?;
+    let t_end = cfg.tau_end / lambda;
+    let grid = log_time_grid(1e-2, t_end, 10);
+    let opts = Options {
+        rtol: cfg.rtol,
+        atol: cfg.atol,
+        s_end: cfg.tau_end,
+        max_steps,
+    };
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..cfg.repeats.max(1) {
+        let mut rec = Recorder::new(flow, lr, &grid).keep_states(true);
+        let started = Instant::now();
+        let out = integrate(&flow, lr.theta_init(), method, &opts, &mut [&mut rec])?;
+        times.push(started.elapsed().as_secs_f64());
+        last = Some((out, rec.into_trajectory()));
+    }
+    let (out, traj) = last.expect("at least one repeat");
+    let err = traj
+        .samples
+        .iter()
+        .zip(&traj.states)
+        .map(|(s, th)| {
+            let exact = truth.exact_flow(lr.theta_init(), lambda, s.t);
+            distance(th, &exact) / norm(&exact)
+        })
+        .fold(0.0f64, f64::max);
+    let finished = out.stop == StopReason::Finished;
+    Ok(BenchRow {
+        system: "linear".into(),
+        lambda,
+        method: method.name().into(),
+        status: if finished { "measured" } else { "stopped" }.into(),
+        steps: out.stats.steps as f64,
+        rhs_evals: out.stats.rhs_evals as f64,
+        jac_evals: out.stats.jac_evals,
+        lu_factorisations: out.stats.lu_factorisations,
+        wall_s: median(times),
+        max_rel_error: finished.then_some(err),
+        note: if finished {
+            String::new()
+        } else {
+            out.stop.describe()
+        },
+    })
+}
+
+/// The linear-regression benchmark (see the module documentation).
+pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+    let lr = LinearRegression::generate(&LinearParams::default())?;
+    let truth = lr.truth()?;
+    let top = truth.eigenvalues().iter().cloned().fold(0.0, f64::max);
+    // The step of gradient descent: 1/L, the classical safe choice (stable below 2/(L + λ)).
+    let lr_gd = 1.0 / top;
+    let mut rows = Vec::new();
+    let mut gd_seconds_per_iteration = None;
+    let mut explicit_steps_per_unit_t = None;
+    for &lambda in &cfg.lambdas {
+        for method in [Method::Bdf, Method::Esdirk34, Method::TrBdf2] {
+            progress(&format!("{} λ = {lambda:e}", method.name()));
+            rows.push(measure(&lr, lambda, method, cfg, 1_000_000)?);
+        }
+        // The explicit method is stability-limited: its steps grow like t_end = τ/λ.
+        let t_end = cfg.tau_end / lambda;
+        let predicted = explicit_steps_per_unit_t.map(|r: f64| r * t_end);
+        if predicted.is_none_or(|p| p < cfg.explicit_max_steps as f64) {
+            progress(&format!("tsit45 λ = {lambda:e}"));
+            let row = measure(
+                &lr,
+                lambda,
+                Method::Tsit45,
+                &BenchConfig {
+                    repeats: 1,
+                    ..cfg.clone()
+                },
+                cfg.explicit_max_steps,
+            )?;
+            explicit_steps_per_unit_t = Some(row.steps / t_end);
+            rows.push(row);
+        } else {
+            let p = predicted.expect("checked above");
+            rows.push(BenchRow {
+                system: "linear".into(),
+                lambda,
+                method: "tsit45".into(),
+                status: "skipped".into(),
+                steps: p,
+                rhs_evals: 6.0 * p,
+                jac_evals: 0,
+                lu_factorisations: 0,
+                wall_s: f64::NAN,
+                max_rel_error: None,
+                note: format!(
+                    "not run: about {p:.2e} steps predicted (stability limit, steps ∝ 1/λ)"
+                ),
+            });
+        }
+        // Gradient descent needs τ/(λη) iterations.
+        let iterations = t_end / lr_gd;
+        if iterations <= cfg.gd_max_iterations as f64 {
+            progress(&format!("gd λ = {lambda:e}"));
+            let mut row = measure(
+                &lr,
+                lambda,
+                Method::GradientDescent { lr: lr_gd },
+                &BenchConfig {
+                    repeats: 1,
+                    ..cfg.clone()
+                },
+                usize::MAX,
+            )?;
+            gd_seconds_per_iteration = Some(row.wall_s / row.steps);
+            row.note = format!("η = 1/L = {lr_gd:.4}");
+            rows.push(row);
+        } else {
+            let per = gd_seconds_per_iteration.unwrap_or(f64::NAN);
+            rows.push(BenchRow {
+                system: "linear".into(),
+                lambda,
+                method: "gd".into(),
+                status: "extrapolated".into(),
+                steps: iterations,
+                rhs_evals: iterations,
+                jac_evals: 0,
+                lu_factorisations: 0,
+                wall_s: per * iterations,
+                max_rel_error: None,
+                note: format!(
+                    "η = 1/L = {lr_gd:.4}; time = iterations × measured {per:.2e} s/iteration"
+                ),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn fmt_count(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{x:.2e}")
+    } else {
+        format!("{}", x.round() as u64)
+    }
+}
+
+/// BENCHMARKS.md from the rows.
+pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
+    let mut s = String::from("# grokflow benchmarks\n\n");
+    s += "Regenerate with `cargo run --release --bin bench` (about ten seconds). Counts are stable; \
+          wall times depend on the machine and its load.\n\n";
+    s += &format!(
+        "Machine: {machine}. Problem: linear regression, default instance (n = 20, d = 200, seed 0), \
+         slow time τ ∈ [0, {}], rtol = {:e}, atol = {:e}; error = max over {} log-spaced samples of \
+         ‖θ − θ_exact‖/‖θ_exact‖ against the closed-form flow. Wall time: median of {} runs \
+         (one run for tsit45 and gd).\n\n",
+        cfg.tau_end, cfg.rtol, cfg.atol, "the", cfg.repeats
+    );
+    s += "| λ | method | status | steps | gradient evals | Hessians | factorisations | wall s | max rel. error | note |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|---:|---|\n";
+    for r in rows {
+        s += &format!(
+            "| {:e} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.lambda,
+            r.method,
+            r.status,
+            fmt_count(r.steps),
+            fmt_count(r.rhs_evals),
+            r.jac_evals,
+            r.lu_factorisations,
+            if r.wall_s.is_finite() {
+                format!("{:.4}", r.wall_s)
+            } else {
+                "—".into()
+            },
+            r.max_rel_error
+                .map(|e| format!("{e:.1e}"))
+                .unwrap_or_else(|| "—".into()),
+            r.note
+        );
+    }
+    // The headline: BDF against gradient descent at each λ.
+    s += "\n## BDF against gradient descent\n\n| λ | BDF steps | gd iterations | BDF s | gd s | speed-up |\n|---|---:|---:|---:|---:|---:|\n";
+    for &lambda in &cfg.lambdas {
+        let find = |m: &str| rows.iter().find(|r| r.lambda == lambda && r.method == m);
+        if let (Some(b), Some(g)) = (find("bdf"), find("gd")) {
+            s += &format!(
+                "| {:e} | {} | {}{} | {:.4} | {:.3} | {:.0}× |\n",
+                lambda,
+                fmt_count(b.steps),
+                fmt_count(g.steps),
+                if g.status == "extrapolated" {
+                    " (extrapolated)"
+                } else {
+                    ""
+                },
+                b.wall_s,
+                g.wall_s,
+                g.wall_s / b.wall_s
+            );
+        }
+    }
+    s
+}

@@ -1,0 +1,179 @@
+//! The run directory: plain serde structs written as JSON and CSV, atomically (a file is
+//! either the old one or the complete new one, never half written).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use grokflow_engine::{GrokkingTimes, SolverStats, StopReason, TimeScale, Trajectory};
+use serde::{Deserialize, Serialize};
+
+/// Train loss, test metric and norms at one point of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointSummary {
+    /// Fast time t.
+    pub t: f64,
+    /// Slow time τ = λt.
+    pub tau: f64,
+    /// F(θ).
+    pub train_loss: f64,
+    /// Test metric (null if the system has none).
+    pub test_loss: Option<f64>,
+    /// ‖θ‖.
+    pub norm: f64,
+    /// ‖∇F(θ)‖.
+    pub grad_norm: f64,
+}
+
+/// Φ(θ_init) and how it was computed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhiSummary {
+    /// F(Φ(θ_init)).
+    pub train_loss: f64,
+    /// Test metric at Φ(θ_init).
+    pub test_loss: Option<f64>,
+    /// ‖Φ(θ_init)‖.
+    pub norm: f64,
+    /// ‖∇F(Φ(θ_init))‖.
+    pub grad_norm: f64,
+    /// The tolerance on ‖∇F‖ that ended the unregularised flow.
+    pub tolerance: f64,
+    /// Fast time at which the unregularised flow met it.
+    pub t: f64,
+    /// Work of the unregularised flow (BDF).
+    pub stats: SolverStats,
+}
+
+/// Where the instance came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// "generated" or "file".
+    pub source: String,
+    /// The instance file read, if any.
+    pub path: Option<PathBuf>,
+    /// Dimension d of θ.
+    pub dim: usize,
+    /// The generation parameters, if known.
+    pub params: Option<serde_json::Value>,
+}
+
+/// summary.json: everything a run measured, as plain data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Version of grokflow that wrote it.
+    pub grokflow_version: String,
+    /// The system's name.
+    pub system: String,
+    /// Weight decay λ.
+    pub lambda: f64,
+    /// Instance seed, if the instance was generated.
+    pub seed: Option<u64>,
+    /// Method name (bdf, esdirk34, tr_bdf2, tsit45, gd).
+    pub method: String,
+    /// Gradient-descent step, for gd.
+    pub lr: Option<f64>,
+    /// Clock of the integration.
+    pub time: TimeScale,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Requested end, fast time.
+    pub t_end: f64,
+    /// Requested end, slow time.
+    pub tau_end: f64,
+    /// The instance.
+    pub instance: InstanceSummary,
+    /// Work of the λ-flow.
+    pub stats: SolverStats,
+    /// Φ(θ_init), null if the unregularised flow did not converge.
+    pub phi: Option<PhiSummary>,
+    /// The state where the run ended.
+    #[serde(rename = "final")]
+    pub final_state: PointSummary,
+    /// Fitting and grokking times.
+    pub grokking: GrokkingTimes,
+    /// Why the run ended.
+    pub stop_reason: StopReason,
+    /// True when the run reached its end time.
+    pub complete: bool,
+    /// Things a reader should know (Φ not converged, …).
+    pub warnings: Vec<String>,
+}
+
+/// states.json: θ at the three points that matter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct States {
+    /// θ_init.
+    pub theta_init: Vec<f64>,
+    /// Φ(θ_init), if computed.
+    pub phi: Option<Vec<f64>>,
+    /// θ at the end of the run.
+    pub theta_final: Vec<f64>,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    {
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().ok();
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a serde value as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Creates the output directory and checks that it is writable, before any work is done.
+pub fn prepare_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output directory {}", dir.display()))?;
+    let probe = dir.join(".grokflow-write-test");
+    fs::write(&probe, b"")
+        .with_context(|| format!("the output directory {} is not writable", dir.display()))?;
+    fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+fn num(v: f64) -> String {
+    format!("{v:e}")
+}
+
+/// The trajectory as CSV: `t,tau,train_loss,test_loss,theta_norm,grad_norm` and then the
+/// system's extra columns. Numbers use Rust's shortest round-trip form (`1.5e-3`); a missing
+/// test metric is an empty field.
+pub fn trajectory_csv(traj: &Trajectory) -> String {
+    let mut out = String::from("t,tau,train_loss,test_loss,theta_norm,grad_norm");
+    for c in &traj.extra_columns {
+        out.push(',');
+        out.push_str(c);
+    }
+    out.push('\n');
+    for s in &traj.samples {
+        let test = s.test_loss.map(num).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{},{},{}",
+            num(s.t),
+            num(s.tau),
+            num(s.train_loss),
+            test,
+            num(s.theta_norm),
+            num(s.grad_norm)
+        ));
+        for v in &s.extra {
+            out.push(',');
+            out.push_str(&num(*v));
+        }
+        out.push('\n');
+    }
+    out
+}

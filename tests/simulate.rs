@@ -1,0 +1,318 @@
+//! End-to-end tests of the `simulate` binary: the files of a run, their fields, the
+//! instance round trip, and a one-line error with a non-zero exit for every bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn simulate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(args)
+        .output()
+        .expect("the simulate binary runs")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = &cur[key];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
+}
+
+#[test]
+fn default_linear_run_writes_every_documented_file_and_shows_grokking() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = simulate(&["linear", "--lambda", "1e-4", "--out", out.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("grokking"), "{stdout}");
+
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["system"], "linear");
+    assert_eq!(s["method"], "bdf");
+    assert_eq!(num(&s, "lambda"), 1e-4);
+    assert_eq!(s["seed"], 0);
+    assert_eq!(num(&s, "rtol"), 1e-8);
+    assert_eq!(num(&s, "atol"), 1e-10);
+    for key in [
+        "steps",
+        "rhs_evals",
+        "jac_evals",
+        "lu_factorisations",
+        "wall_s",
+    ] {
+        assert!(num(&s, &format!("stats.{key}")) > 0.0, "stats.{key}");
+    }
+    for key in ["train_loss", "test_loss", "norm"] {
+        num(&s, &format!("phi.{key}"));
+    }
+    for key in ["t", "tau", "train_loss", "test_loss", "norm", "grad_norm"] {
+        num(&s, &format!("final.{key}"));
+    }
+    assert!((num(&s, "final.tau") - 10.0).abs() < 1e-9);
+    let (t_fit, t_grok, tau_grok) = (
+        num(&s, "grokking.t_fit"),
+        num(&s, "grokking.t_grok"),
+        num(&s, "grokking.tau_grok"),
+    );
+    assert!(t_fit < 1e2 && t_grok > 1e3 && (tau_grok - 1e-4 * t_grok).abs() < 1e-12 * t_grok);
+    assert_eq!(s["stop_reason"]["kind"], "finished");
+    assert_eq!(s["complete"], true);
+    // The default instance shows grokking plainly.
+    assert!(num(&s, "phi.test_loss") >= 10.0 * num(&s, "final.test_loss"));
+    // The fast phase interpolates: F(Φ(θ_init)) ≈ 0.
+    assert!(num(&s, "phi.train_loss") < 1e-12);
+
+    let csv = std::fs::read_to_string(out.join("trajectory.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "t,tau,train_loss,test_loss,theta_norm,grad_norm"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|x| x.parse::<f64>().unwrap()).collect())
+        .collect();
+    assert!(rows.len() > 100);
+    assert_eq!(rows[0][0], 0.0);
+    assert!((rows.last().unwrap()[1] - 10.0).abs() < 1e-9);
+    assert!(rows.windows(2).all(|w| w[1][0] > w[0][0]), "times increase");
+
+    let st = read_json(&out.join("states.json"));
+    for key in ["theta_init", "phi", "theta_final"] {
+        assert_eq!(st[key].as_array().map(|a| a.len()), Some(200), "{key}");
+    }
+    let png = std::fs::read(out.join("trajectory.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn instance_round_trip_and_both_clocks_give_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let inst = p("inst.json");
+    let a = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-3",
+        "--seed",
+        "5",
+        "--n",
+        "10",
+        "--d",
+        "40",
+        "--save-instance",
+        &inst,
+        "--out",
+        &p("a"),
+        "--no-plot",
+        "-q",
+    ]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-3",
+        "--instance",
+        &inst,
+        "--out",
+        &p("b"),
+        "--no-plot",
+        "-q",
+    ]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let c = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-3",
+        "--instance",
+        &inst,
+        "--time",
+        "fast",
+        "--rtol",
+        "1e-10",
+        "--atol",
+        "1e-12",
+        "--out",
+        &p("c"),
+        "--no-plot",
+        "-q",
+    ]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let sa = read_json(&dir.path().join("a/states.json"));
+    let sb = read_json(&dir.path().join("b/states.json"));
+    let sc = read_json(&dir.path().join("c/states.json"));
+    // The file reproduces the generated instance exactly: identical runs.
+    assert_eq!(sa["theta_init"], sb["theta_init"]);
+    assert_eq!(sa["theta_final"], sb["theta_final"]);
+    let fa: Vec<f64> = serde_json::from_value(sa["theta_final"].clone()).unwrap();
+    let fc: Vec<f64> = serde_json::from_value(sc["theta_final"].clone()).unwrap();
+    let diff = fa
+        .iter()
+        .zip(&fc)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(diff < 1e-6, "slow and fast clocks differ by {diff}");
+    let summary = read_json(&dir.path().join("b/summary.json"));
+    assert_eq!(summary["instance"]["source"], "file");
+}
+
+#[test]
+fn a_run_that_stops_early_writes_what_it_recorded_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gd");
+    // η(L + λ) > 2: gradient descent diverges.
+    let o = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-2",
+        "--method",
+        "gd",
+        "--lr",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["complete"], false);
+    assert_eq!(s["stop_reason"]["kind"], "diverged");
+    assert!(out.join("trajectory.csv").exists() && out.join("states.json").exists());
+}
+
+fn assert_clean_failure(args: &[&str], needle: &str) {
+    let o = simulate(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+#[test]
+fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let out = out.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--lambda", "0"], "--lambda"),
+        (vec!["--lambda", "-1e-3"], "--lambda"),
+        (vec!["--lambda", "NaN"], "--lambda"),
+        (vec!["--lambda", "inf"], "--lambda"),
+        (vec!["--n", "50", "--d", "50"], "n < d"),
+        (vec!["--n", "0"], "at least 1"),
+        (vec!["--d", "0"], "at least 1"),
+        (vec!["--tau-end", "0"], "--tau-end"),
+        (vec!["--rtol", "-1"], "rtol"),
+        (
+            vec!["--method", "gd", "--lr", "0.01", "--lambda", "1e-8"],
+            "iterations",
+        ),
+    ] {
+        let mut a = vec!["linear"];
+        a.extend(args);
+        a.extend(["--out", out, "-q"]);
+        assert_clean_failure(&a, needle);
+    }
+
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let cases = [
+        (
+            dir.path()
+                .join("missing.json")
+                .to_str()
+                .unwrap()
+                .to_string(),
+            "cannot read",
+        ),
+        (
+            write("trunc.json", r#"{"system":"linear","x":[[1,2"#),
+            "not valid JSON",
+        ),
+        (
+            write(
+                "shape.json",
+                r#"{"system":"linear","x":[[1,2]],"y":[1],"theta_init":[1,2,3]}"#,
+            ),
+            "row 0 has 2 entries",
+        ),
+        (
+            write(
+                "y.json",
+                r#"{"system":"linear","x":[[1,2,3]],"y":[1,2],"theta_init":[1,2,3]}"#,
+            ),
+            "y has 2 entries",
+        ),
+        (
+            write(
+                "nan.json",
+                r#"{"system":"linear","x":[[1,2,3]],"y":[NaN],"theta_init":[1,2,3]}"#,
+            ),
+            "not valid JSON",
+        ),
+        (
+            write(
+                "null.json",
+                r#"{"system":"linear","x":[[1,2,3]],"y":[null],"theta_init":[1,2,3]}"#,
+            ),
+            "invalid type",
+        ),
+        (
+            write(
+                "square.json",
+                r#"{"system":"linear","x":[[1,0],[0,1]],"y":[1,1],"theta_init":[1,2]}"#,
+            ),
+            "n < d",
+        ),
+        (
+            write("other.json", r#"{"system":"quadratic"}"#),
+            "unknown system",
+        ),
+        (write("nosys.json", r#"{"x":[[1,2,3]]}"#), "no \"system\""),
+        (
+            write(
+                "extra.json",
+                r#"{"system":"linear","x":[[1,2,3]],"y":[1],"theta_init":[1,2,3],"typo":1}"#,
+            ),
+            "unknown field",
+        ),
+    ];
+    for (path, needle) in cases {
+        assert_clean_failure(&["linear", "--instance", &path, "--out", out, "-q"], needle);
+    }
+
+    // An output directory that cannot be created.
+    let blocker = write("file", "not a directory");
+    assert_clean_failure(
+        &["linear", "--out", &format!("{blocker}/sub"), "-q"],
+        "output directory",
+    );
+}
