@@ -145,7 +145,12 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
     let mut gd_seconds_per_iteration = None;
     let mut explicit_steps_per_unit_t = None;
     for &lambda in &cfg.lambdas {
-        for method in [Method::Bdf, Method::Esdirk34, Method::TrBdf2] {
+        for method in [
+            Method::Bdf,
+            Method::DiffsolBdf,
+            Method::Esdirk34,
+            Method::TrBdf2,
+        ] {
             progress(&format!("{} λ = {lambda:e}", method.name()));
             rows.push(measure(&lr, lambda, method, cfg, 1_000_000)?);
         }

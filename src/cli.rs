@@ -39,8 +39,10 @@ pub enum SystemCommand {
 /// Integration methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum MethodArg {
-    /// Variable-order BDF with the analytic Jacobian (default; best on stiff flows).
+    /// grokflow's variable-order BDF with the analytic Jacobian (default; best on stiff flows).
     Bdf,
+    /// diffsol's variable-order BDF, for comparison (more steps on nonlinear systems at small λ).
+    BdfDiffsol,
     /// ESDIRK34 (order 3) with the analytic Jacobian.
     Esdirk34,
     /// TR-BDF2 (order 2) with the analytic Jacobian.
@@ -147,6 +149,7 @@ impl RunArgs {
     pub fn method(&self) -> Method {
         match self.method {
             MethodArg::Bdf => Method::Bdf,
+            MethodArg::BdfDiffsol => Method::DiffsolBdf,
             MethodArg::Esdirk34 => Method::Esdirk34,
             MethodArg::TrBdf2 => Method::TrBdf2,
             MethodArg::Tsit45 => Method::Tsit45,

@@ -5,6 +5,7 @@
 //! The engine knows no concrete system and no command line. A run is
 //! `integrate(&flow, θ₀, method, &options, &mut observers) -> Outcome`.
 
+mod bdf;
 pub mod check;
 pub mod error;
 pub mod flow;

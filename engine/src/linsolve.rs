@@ -1,8 +1,9 @@
-//! The linear solver grokflow gives diffsol: the Newton matrix of every implicit step is
-//! I − γJ = I + γκ(∇²F + λI), symmetric, and positive definite wherever ∇²F + λI is. It is
-//! factorised by a Cholesky (LLᵀ) factorisation when that succeeds, and by a partial-pivot
-//! LU otherwise (an indefinite Hessian far from the manifold). Both run sequentially: on this
-//! class of machine faer's parallel kernels were slower (see the diffsol notes).
+//! Factorisations of the Newton matrix. In every implicit step the matrix is
+//! I − γJ = I + γκ(∇²F + λI): symmetric, and positive definite wherever ∇²F + λI is. It is
+//! factorised by Cholesky (LLᵀ) when that succeeds and by a partial-pivot LU otherwise (an
+//! indefinite Hessian far from the manifold). Both run sequentially: on this class of
+//! machine faer's parallel kernels were slower (see the diffsol notes). diffsol's own dense
+//! LU uses full pivoting and is 20–45× slower from d ≈ 1000.
 
 use std::cell::Cell;
 
@@ -10,7 +11,7 @@ use diffsol_la::{FaerContext, FaerMat, FaerVec, LaError, LinearOp, Matrix, Matri
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
 use faer::linalg::lu::partial_pivoting;
-use faer::{Conj, Mat, Par};
+use faer::{Conj, Mat, MatMut, Par};
 
 thread_local! {
     static COUNTS: Cell<FactorisationCounts> = const { Cell::new(FactorisationCounts { cholesky: 0, lu: 0 }) };
@@ -25,34 +26,19 @@ pub struct FactorisationCounts {
     pub lu: usize,
 }
 
-/// The counts of this thread so far (diffsol owns the solver, so counts live beside it).
+/// The counts of this thread so far (diffsol owns its solver, so counts live beside it).
 pub fn factorisation_counts() -> FactorisationCounts {
     COUNTS.with(|c| c.get())
 }
 
-enum Factors {
-    None,
+/// A factorised symmetric matrix: Cholesky if it was positive definite, LU otherwise.
+pub(crate) enum Factorisation {
     Cholesky(Mat<f64>),
     Lu {
         lu: Mat<f64>,
         perm: Vec<usize>,
         perm_inv: Vec<usize>,
     },
-}
-
-/// Cholesky with a partial-pivot LU fallback (see the module documentation).
-pub struct SymmetricSolver {
-    matrix: Option<FaerMat<f64>>,
-    factors: Factors,
-}
-
-impl Default for SymmetricSolver {
-    fn default() -> Self {
-        Self {
-            matrix: None,
-            factors: Factors::None,
-        }
-    }
 }
 
 fn try_cholesky(a: &Mat<f64>) -> Option<Mat<f64>> {
@@ -74,37 +60,57 @@ fn try_cholesky(a: &Mat<f64>) -> Option<Mat<f64>> {
     Some(l)
 }
 
-fn lu(a: &Mat<f64>) -> Factors {
-    let n = a.nrows();
-    let mut lu = a.clone();
-    let mut perm = vec![0usize; n];
-    let mut perm_inv = vec![0usize; n];
-    let mut buf = MemBuffer::new(partial_pivoting::factor::lu_in_place_scratch::<usize, f64>(
-        n,
-        n,
-        Par::Seq,
-        Default::default(),
-    ));
-    partial_pivoting::factor::lu_in_place(
-        lu.as_mut(),
-        &mut perm,
-        &mut perm_inv,
-        Par::Seq,
-        MemStack::new(&mut buf),
-        Default::default(),
-    );
-    Factors::Lu { lu, perm, perm_inv }
-}
+impl Factorisation {
+    /// Factorises `a` (its lower triangle for Cholesky; all of it for the LU fallback).
+    pub(crate) fn new(a: &Mat<f64>) -> Self {
+        if let Some(l) = try_cholesky(a) {
+            COUNTS.with(|c| {
+                c.set(FactorisationCounts {
+                    cholesky: c.get().cholesky + 1,
+                    ..c.get()
+                })
+            });
+            return Factorisation::Cholesky(l);
+        }
+        COUNTS.with(|c| {
+            c.set(FactorisationCounts {
+                lu: c.get().lu + 1,
+                ..c.get()
+            })
+        });
+        let n = a.nrows();
+        let mut lu = a.clone();
+        let mut perm = vec![0usize; n];
+        let mut perm_inv = vec![0usize; n];
+        let mut buf = MemBuffer::new(partial_pivoting::factor::lu_in_place_scratch::<usize, f64>(
+            n,
+            n,
+            Par::Seq,
+            Default::default(),
+        ));
+        partial_pivoting::factor::lu_in_place(
+            lu.as_mut(),
+            &mut perm,
+            &mut perm_inv,
+            Par::Seq,
+            MemStack::new(&mut buf),
+            Default::default(),
+        );
+        Factorisation::Lu { lu, perm, perm_inv }
+    }
 
-impl SymmetricSolver {
-    fn solve(&self, x: &mut FaerVec<f64>, transpose: bool) -> Result<(), LaError> {
-        let rhs = x.inner_mut().as_mut();
-        match &self.factors {
-            Factors::None => Err(diffsol_la::error::LinearSolverError::LinearSolverNotSetup.into()),
-            Factors::Cholesky(l) => {
+    /// True for a Cholesky factorisation.
+    pub(crate) fn is_cholesky(&self) -> bool {
+        matches!(self, Factorisation::Cholesky(_))
+    }
+
+    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs).
+    pub(crate) fn solve_in_place(&self, rhs: MatMut<'_, f64>, transpose: bool) {
+        match self {
+            Factorisation::Cholesky(l) => {
                 let mut buf = MemBuffer::new(llt::solve::solve_in_place_scratch::<f64>(
                     l.nrows(),
-                    1,
+                    rhs.ncols(),
                     Par::Seq,
                 ));
                 llt::solve::solve_in_place_with_conj(
@@ -114,16 +120,16 @@ impl SymmetricSolver {
                     Par::Seq,
                     MemStack::new(&mut buf),
                 );
-                Ok(())
             }
-            Factors::Lu { lu, perm, perm_inv } => {
+            Factorisation::Lu { lu, perm, perm_inv } => {
                 let n = lu.nrows();
                 let p = faer::perm::PermRef::new_checked(perm, perm_inv, n);
+                let k = rhs.ncols();
                 if transpose {
                     let mut buf = MemBuffer::new(
                         partial_pivoting::solve::solve_transpose_in_place_scratch::<usize, f64>(
                             n,
-                            1,
+                            k,
                             Par::Seq,
                         ),
                     );
@@ -140,7 +146,7 @@ impl SymmetricSolver {
                     let mut buf = MemBuffer::new(
                         partial_pivoting::solve::solve_in_place_scratch::<usize, f64>(
                             n,
-                            1,
+                            k,
                             Par::Seq,
                         ),
                     );
@@ -154,10 +160,22 @@ impl SymmetricSolver {
                         MemStack::new(&mut buf),
                     );
                 }
-                Ok(())
             }
         }
     }
+
+    /// x ← A⁻¹ x for a vector.
+    pub(crate) fn solve_vec(&self, x: &mut [f64]) {
+        let n = x.len();
+        self.solve_in_place(faer::MatMut::from_column_major_slice_mut(x, n, 1), false);
+    }
+}
+
+/// The diffsol linear solver over [`Factorisation`].
+#[derive(Default)]
+pub struct SymmetricSolver {
+    matrix: Option<FaerMat<f64>>,
+    factors: Option<Factorisation>,
 }
 
 impl diffsol_la::LinearSolver<FaerMat<f64>> for SymmetricSolver {
@@ -171,7 +189,7 @@ impl diffsol_la::LinearSolver<FaerMat<f64>> for SymmetricSolver {
             op.sparsity(),
             *op.context(),
         ));
-        self.factors = Factors::None;
+        self.factors = None;
     }
 
     fn set_linearisation<
@@ -185,34 +203,24 @@ impl diffsol_la::LinearSolver<FaerMat<f64>> for SymmetricSolver {
             .as_mut()
             .expect("set_sparsity is called before set_linearisation");
         op.matrix_inplace(matrix);
-        let a = matrix.inner();
-        self.factors = match try_cholesky(a) {
-            Some(l) => {
-                COUNTS.with(|c| {
-                    c.set(FactorisationCounts {
-                        cholesky: c.get().cholesky + 1,
-                        ..c.get()
-                    })
-                });
-                Factors::Cholesky(l)
-            }
-            None => {
-                COUNTS.with(|c| {
-                    c.set(FactorisationCounts {
-                        lu: c.get().lu + 1,
-                        ..c.get()
-                    })
-                });
-                lu(a)
-            }
-        };
+        self.factors = Some(Factorisation::new(matrix.inner()));
     }
 
     fn solve_in_place(&self, x: &mut FaerVec<f64>) -> Result<(), LaError> {
-        self.solve(x, false)
+        let f = self
+            .factors
+            .as_ref()
+            .ok_or(diffsol_la::error::LinearSolverError::LinearSolverNotSetup)?;
+        f.solve_in_place(x.inner_mut().as_mut(), false);
+        Ok(())
     }
 
     fn solve_transpose_in_place(&self, x: &mut FaerVec<f64>) -> Result<(), LaError> {
-        self.solve(x, true)
+        let f = self
+            .factors
+            .as_ref()
+            .ok_or(diffsol_la::error::LinearSolverError::LinearSolverNotSetup)?;
+        f.solve_in_place(x.inner_mut().as_mut(), true);
+        Ok(())
     }
 }

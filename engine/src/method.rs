@@ -8,8 +8,12 @@ use crate::error::EngineError;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// diffsol's variable-order BDF (orders 1–5) with the analytic Jacobian.
+    /// grokflow's variable-order BDF/NDF (orders 1–5) with the analytic Jacobian,
+    /// re-evaluated at the predicted end of a step when Newton fails.
     Bdf,
+    /// diffsol's variable-order BDF with the analytic Jacobian (for comparison: its Newton
+    /// iteration needs many more steps on nonlinear systems at small λ).
+    DiffsolBdf,
     /// diffsol's ESDIRK34 (order 3, embedded 4) with the analytic Jacobian.
     Esdirk34,
     /// diffsol's TR-BDF2 (order 2) with the analytic Jacobian.
@@ -29,6 +33,7 @@ impl Method {
     pub fn name(&self) -> &'static str {
         match self {
             Method::Bdf => "bdf",
+            Method::DiffsolBdf => "bdf_diffsol",
             Method::Esdirk34 => "esdirk34",
             Method::TrBdf2 => "tr_bdf2",
             Method::Tsit45 => "tsit45",
@@ -39,7 +44,7 @@ impl Method {
     /// The nominal order of accuracy (BDF: its maximum order).
     pub fn nominal_order(&self) -> u32 {
         match self {
-            Method::Bdf => 5,
+            Method::Bdf | Method::DiffsolBdf => 5,
             Method::Esdirk34 => 3,
             Method::TrBdf2 => 2,
             Method::Tsit45 => 5,
@@ -49,7 +54,10 @@ impl Method {
 
     /// True for the methods that solve a linear system with the Jacobian at each step.
     pub fn is_implicit(&self) -> bool {
-        matches!(self, Method::Bdf | Method::Esdirk34 | Method::TrBdf2)
+        matches!(
+            self,
+            Method::Bdf | Method::DiffsolBdf | Method::Esdirk34 | Method::TrBdf2
+        )
     }
 }
 

@@ -195,10 +195,14 @@ pub(crate) fn integrate_diffsol(
         .build_from_eqn(eqn)
         .map_err(|e| EngineError::SolverSetup(e.to_string()))?;
     problem.ode_options.min_timestep = min_timestep(flow, theta0);
+    // diffsol's BDF counts Newton failures over the whole run, not per step, and aborts past
+    // its budget of 50: a long slow-time run has many harmless ones (each cuts the step by
+    // 0.3). The failures of one step stay bounded through the minimum step size.
+    problem.ode_options.max_nonlinear_solver_failures = usize::MAX / 2;
     let before = factorisation_counts();
     let setup = |e: diffsol::error::DiffsolError| EngineError::SolverSetup(e.to_string());
     let (stop, s_final, theta_final, mut stats) = match method {
-        Method::Bdf => drive(
+        Method::DiffsolBdf => drive(
             problem.bdf::<SymmetricSolver>().map_err(setup)?,
             method,
             opts,
@@ -217,10 +221,11 @@ pub(crate) fn integrate_diffsol(
             observers,
         ),
         Method::Tsit45 => drive(problem.tsit45().map_err(setup)?, method, opts, observers),
-        Method::GradientDescent { .. } => {
-            return Err(EngineError::InvalidInput(
-                "gradient descent is not a diffsol method".into(),
-            ))
+        Method::Bdf | Method::GradientDescent { .. } => {
+            return Err(EngineError::InvalidInput(format!(
+                "{} is not a diffsol method",
+                method.name()
+            )))
         }
     };
     let after = factorisation_counts();

@@ -93,6 +93,7 @@ pub fn integrate(
         Method::GradientDescent { lr } => {
             crate::gd::gradient_descent(flow, theta0, lr, opts, observers)
         }
+        Method::Bdf => crate::bdf::integrate_bdf(flow, theta0, opts, observers),
         _ => crate::ode::integrate_diffsol(flow, theta0, method, opts, observers),
     }
 }

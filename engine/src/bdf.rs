@@ -1,0 +1,507 @@
+//! grokflow's BDF: the variable-order (1–5), variable-step numerical differentiation formulas
+//! of Shampine and Reichelt (ode15s; the form of scipy's `BDF`), with the analytic Jacobian
+//! J = −κ(∇²F + λI) and the Newton matrix I − cJ factorised by Cholesky (LU fallback).
+//!
+//! Why not diffsol's BDF, which this one resembles: in slow time at small λ the stiff
+//! eigenvectors of J (the normal directions of the manifold M) rotate as the state drifts
+//! along M. A Newton iteration whose Jacobian was taken a distance Δ from the solution mixes
+//! normal residuals, of size μ/λ, into tangent corrections and contracts only while
+//! (κΔ)²μ/λ < 1 (κ the curvature of M, μ the normal curvature of F). diffsol re-evaluates
+//! its Jacobian at the current state and hard-codes its Newton loop, so its steps are capped
+//! near √(λ/μ)/κ and its step count grows like λ^{-1/2}. Here, whenever Newton fails, the
+//! Jacobian is re-evaluated at the *predicted* end of the step (as scipy does), where Δ is
+//! only the predictor's error, and the step count stays nearly flat in λ.
+
+use std::time::Instant;
+
+use crate::error::EngineError;
+use crate::flow::GradientFlow;
+use crate::la::{all_finite, DMat};
+use crate::linsolve::Factorisation;
+use crate::method::{Method, Options};
+use crate::observe::{notify, Control, DenseOutput, Observer, RunInfo, StepView, StopReason};
+use crate::run::{Outcome, SolverStats};
+
+const MAX_ORDER: usize = 5;
+const NEWTON_MAXITER: usize = 4;
+const MIN_FACTOR: f64 = 0.2;
+const MAX_FACTOR: f64 = 10.0;
+/// The NDF modifications κ_k of the BDF formulas (Shampine–Reichelt).
+const KAPPA: [f64; MAX_ORDER + 1] = [0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0];
+
+struct Coefficients {
+    gamma: [f64; MAX_ORDER + 1],
+    alpha: [f64; MAX_ORDER + 1],
+    error_const: [f64; MAX_ORDER + 1],
+}
+
+impl Coefficients {
+    fn new() -> Self {
+        let mut gamma = [0.0; MAX_ORDER + 1];
+        for k in 1..=MAX_ORDER {
+            gamma[k] = gamma[k - 1] + 1.0 / k as f64;
+        }
+        let mut alpha = [0.0; MAX_ORDER + 1];
+        let mut error_const = [0.0; MAX_ORDER + 1];
+        for k in 0..=MAX_ORDER {
+            alpha[k] = (1.0 - KAPPA[k]) * gamma[k];
+            error_const[k] = KAPPA[k] * gamma[k] + 1.0 / (k + 1) as f64;
+        }
+        Self {
+            gamma,
+            alpha,
+            error_const,
+        }
+    }
+}
+
+/// R(order, factor): the matrix that rescales backward differences to a new step size.
+fn compute_r(order: usize, factor: f64) -> [[f64; MAX_ORDER + 1]; MAX_ORDER + 1] {
+    let mut m = [[0.0; MAX_ORDER + 1]; MAX_ORDER + 1];
+    for j in 0..=order {
+        m[0][j] = 1.0;
+    }
+    for i in 1..=order {
+        for j in 1..=order {
+            m[i][j] = (i as f64 - 1.0 - factor * j as f64) / i as f64;
+        }
+    }
+    for i in 1..=order {
+        for j in 0..=order {
+            m[i][j] *= m[i - 1][j];
+        }
+    }
+    m
+}
+
+/// D[..=order] ← (R U)ᵀ D[..=order]: the differences for step h·factor.
+fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64) {
+    let r = compute_r(order, factor);
+    let u = compute_r(order, 1.0);
+    let mut ru = [[0.0; MAX_ORDER + 1]; MAX_ORDER + 1];
+    for i in 0..=order {
+        for j in 0..=order {
+            ru[i][j] = (0..=order).map(|k| r[i][k] * u[k][j]).sum();
+        }
+    }
+    let n = d[0].len();
+    let mut new = vec![vec![0.0; n]; order + 1];
+    for (i, row) in new.iter_mut().enumerate() {
+        for j in 0..=order {
+            let w = ru[j][i];
+            if w != 0.0 {
+                crate::la::axpy(w, &d[j], row);
+            }
+        }
+    }
+    for (i, row) in new.into_iter().enumerate() {
+        d[i] = row;
+    }
+}
+
+/// RMS norm of x/scale.
+fn scaled_norm(x: &[f64], scale: &[f64]) -> f64 {
+    let s: f64 = x.iter().zip(scale).map(|(a, b)| (a / b) * (a / b)).sum();
+    (s / x.len().max(1) as f64).sqrt()
+}
+
+/// The interpolant of the last step: y(s) = D₀ + Σⱼ Dⱼ Πₘ₌₀^{j−1} (s − (sₙ − m h))/((m + 1) h).
+struct Dense<'a> {
+    s: f64,
+    h: f64,
+    order: usize,
+    d: &'a [Vec<f64>],
+}
+
+impl DenseOutput for Dense<'_> {
+    fn interpolate_into(&self, s: f64, out: &mut [f64]) -> Result<(), EngineError> {
+        out.copy_from_slice(&self.d[0]);
+        let mut p = 1.0;
+        for j in 1..=self.order {
+            let m = (j - 1) as f64;
+            p *= (s - (self.s - self.h * m)) / (self.h * (m + 1.0));
+            crate::la::axpy(p, &self.d[j], out);
+        }
+        Ok(())
+    }
+}
+
+struct Bdf<'f, 'a> {
+    flow: &'f GradientFlow<'a>,
+    rtol: f64,
+    atol: f64,
+    newton_tol: f64,
+    s: f64,
+    y: Vec<f64>,
+    h: f64,
+    order: usize,
+    n_equal_steps: usize,
+    d: Vec<Vec<f64>>,
+    jac: DMat,
+    jac_current: bool,
+    factor: Option<(f64, Factorisation)>,
+    stats: SolverStats,
+    f: Vec<f64>,
+}
+
+enum StepResult {
+    Accepted,
+    Failed(String),
+}
+
+impl<'f, 'a> Bdf<'f, 'a> {
+    fn new(flow: &'f GradientFlow<'a>, theta0: &[f64], opts: &Options) -> Self {
+        let n = theta0.len();
+        let mut b = Self {
+            flow,
+            rtol: opts.rtol,
+            atol: opts.atol,
+            newton_tol: (10.0 * f64::EPSILON / opts.rtol).max(0.03f64.min(opts.rtol.sqrt())),
+            s: 0.0,
+            y: theta0.to_vec(),
+            h: 0.0,
+            order: 1,
+            n_equal_steps: 0,
+            d: vec![vec![0.0; n]; MAX_ORDER + 3],
+            jac: DMat::zeros(n, n),
+            jac_current: true,
+            factor: None,
+            stats: SolverStats {
+                method: Method::Bdf.name().into(),
+                ..SolverStats::default()
+            },
+            f: vec![0.0; n],
+        };
+        let f0 = b.rhs(theta0);
+        b.h = b.initial_step(theta0, &f0);
+        b.d[0].copy_from_slice(theta0);
+        b.d[1] = f0.iter().map(|v| v * b.h).collect();
+        b.evaluate_jacobian(theta0);
+        b
+    }
+
+    fn rhs(&mut self, y: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; y.len()];
+        self.stats.rhs_evals += 1;
+        self.flow.rhs_into(y, &mut out);
+        out
+    }
+
+    fn evaluate_jacobian(&mut self, at: &[f64]) {
+        self.stats.jac_evals += 1;
+        self.flow.jacobian_into(at, self.jac.as_mut());
+        self.factor = None;
+    }
+
+    /// Hairer–Nørsett–Wanner's initial step for a first-order method.
+    fn initial_step(&mut self, y0: &[f64], f0: &[f64]) -> f64 {
+        let scale: Vec<f64> = y0.iter().map(|y| self.atol + y.abs() * self.rtol).collect();
+        let d0 = scaled_norm(y0, &scale);
+        let d1 = scaled_norm(f0, &scale);
+        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
+            1e-6
+        } else {
+            0.01 * d0 / d1
+        };
+        let y1: Vec<f64> = y0.iter().zip(f0).map(|(y, f)| y + h0 * f).collect();
+        let f1 = self.rhs(&y1);
+        let diff: Vec<f64> = f1.iter().zip(f0).map(|(a, b)| a - b).collect();
+        let d2 = scaled_norm(&diff, &scale) / h0;
+        let h1 = if d1 <= 1e-15 && d2 <= 1e-15 {
+            (h0 * 1e-3).max(1e-6)
+        } else {
+            (0.01 / d1.max(d2)).powf(0.5)
+        };
+        (100.0 * h0).min(h1)
+    }
+
+    fn factorise(&mut self, c: f64) {
+        if self.factor.as_ref().is_some_and(|(fc, _)| *fc == c) {
+            return;
+        }
+        let n = self.y.len();
+        let mut a = DMat::from_fn(n, n, |i, j| -c * self.jac[(i, j)]);
+        for i in 0..n {
+            a[(i, i)] += 1.0;
+        }
+        let f = Factorisation::new(&a);
+        self.stats.lu_factorisations += 1;
+        if f.is_cholesky() {
+            self.stats.cholesky_factorisations += 1;
+        }
+        self.factor = Some((c, f));
+    }
+
+    /// The corrector: Newton's iteration on y − c f(y) = ψ − (part of the predictor).
+    /// Returns (converged, iterations, y, d).
+    fn newton(
+        &mut self,
+        y_predict: &[f64],
+        c: f64,
+        psi: &[f64],
+        scale: &[f64],
+    ) -> (bool, usize, Vec<f64>, Vec<f64>) {
+        let n = y_predict.len();
+        let mut y = y_predict.to_vec();
+        let mut d = vec![0.0; n];
+        let mut dy = vec![0.0; n];
+        let mut dy_norm_old: Option<f64> = None;
+        let mut f = std::mem::take(&mut self.f);
+        f.resize(n, 0.0);
+        let mut iterations = 0;
+        let mut converged = false;
+        for k in 0..NEWTON_MAXITER {
+            iterations = k + 1;
+            self.stats.rhs_evals += 1;
+            self.flow.rhs_into(&y, &mut f);
+            if !all_finite(&f) {
+                break;
+            }
+            for i in 0..n {
+                dy[i] = c * f[i] - psi[i] - d[i];
+            }
+            self.factor
+                .as_ref()
+                .expect("factorised before the corrector")
+                .1
+                .solve_vec(&mut dy);
+            let dy_norm = scaled_norm(&dy, scale);
+            let rate = dy_norm_old.map(|old| dy_norm / old);
+            if let Some(r) = rate {
+                if r >= 1.0
+                    || r.powi((NEWTON_MAXITER - k) as i32) / (1.0 - r) * dy_norm > self.newton_tol
+                {
+                    break;
+                }
+            }
+            for i in 0..n {
+                y[i] += dy[i];
+                d[i] += dy[i];
+            }
+            if dy_norm == 0.0 || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < self.newton_tol) {
+                converged = true;
+                break;
+            }
+            dy_norm_old = Some(dy_norm);
+        }
+        self.f = f;
+        self.stats.nonlinear_iterations += iterations;
+        (converged, iterations, y, d)
+    }
+
+    /// One accepted step towards `s_end` (never beyond it). The dense output of the step
+    /// is the polynomial held in `d` with the *new* step size and order (the differences are
+    /// rescaled exactly, as in scipy).
+    fn step(&mut self, s_end: f64) -> StepResult {
+        let co = Coefficients::new();
+        let n = self.y.len();
+        loop {
+            let min_step = 10.0 * (next_up(self.s) - self.s);
+            if self.h < min_step {
+                return StepResult::Failed(format!(
+                    "the step size fell below {min_step:.3e} at s = {:.6e}",
+                    self.s
+                ));
+            }
+            let mut s_new = self.s + self.h;
+            if s_new > s_end {
+                s_new = s_end;
+                let factor = (s_new - self.s) / self.h;
+                change_d(&mut self.d, self.order, factor);
+                self.n_equal_steps = 0;
+                self.factor = None;
+            }
+            let h = s_new - self.s;
+            self.h = h;
+            let order = self.order;
+            let mut y_predict = self.d[0].clone();
+            for j in 1..=order {
+                crate::la::axpy(1.0, &self.d[j], &mut y_predict);
+            }
+            let scale: Vec<f64> = y_predict
+                .iter()
+                .map(|y| self.atol + self.rtol * y.abs())
+                .collect();
+            let mut psi = vec![0.0; n];
+            for j in 1..=order {
+                crate::la::axpy(co.gamma[j] / co.alpha[order], &self.d[j], &mut psi);
+            }
+            let c = h / co.alpha[order];
+            let (mut converged, mut iterations, mut y_new, mut d);
+            loop {
+                self.factorise(c);
+                (converged, iterations, y_new, d) = self.newton(&y_predict, c, &psi, &scale);
+                if converged || self.jac_current {
+                    break;
+                }
+                // Re-evaluate the Jacobian where the step will end, not where it starts.
+                self.evaluate_jacobian(&y_predict);
+                self.jac_current = true;
+            }
+            if !converged {
+                self.stats.nonlinear_failures += 1;
+                self.h *= 0.5;
+                change_d(&mut self.d, self.order, 0.5);
+                self.n_equal_steps = 0;
+                self.factor = None;
+                continue;
+            }
+            let safety = 0.9 * (2.0 * NEWTON_MAXITER as f64 + 1.0)
+                / (2.0 * NEWTON_MAXITER as f64 + iterations as f64);
+            let scale: Vec<f64> = y_new
+                .iter()
+                .map(|y| self.atol + self.rtol * y.abs())
+                .collect();
+            let error: Vec<f64> = d.iter().map(|x| co.error_const[order] * x).collect();
+            let error_norm = scaled_norm(&error, &scale);
+            if error_norm.is_nan() || error_norm > 1.0 {
+                self.stats.error_test_failures += 1;
+                let factor = if error_norm.is_finite() {
+                    MIN_FACTOR.max(safety * error_norm.powf(-1.0 / (order as f64 + 1.0)))
+                } else {
+                    MIN_FACTOR
+                };
+                self.h *= factor;
+                change_d(&mut self.d, self.order, factor);
+                self.n_equal_steps = 0;
+                self.factor = None;
+                continue;
+            }
+            // Accepted.
+            self.stats.steps += 1;
+            self.jac_current = false;
+            self.n_equal_steps += 1;
+            self.s = s_new;
+            self.y = y_new;
+            for i in 0..n {
+                self.d[order + 2][i] = d[i] - self.d[order + 1][i];
+            }
+            self.d[order + 1].copy_from_slice(&d);
+            for j in (0..=order).rev() {
+                let (lo, hi) = self.d.split_at_mut(j + 1);
+                crate::la::axpy(1.0, &hi[0], &mut lo[j]);
+            }
+            if self.n_equal_steps < order + 1 {
+                return StepResult::Accepted;
+            }
+            let error_m_norm = if order > 1 {
+                let e: Vec<f64> = self.d[order]
+                    .iter()
+                    .map(|x| co.error_const[order - 1] * x)
+                    .collect();
+                scaled_norm(&e, &scale)
+            } else {
+                f64::INFINITY
+            };
+            let error_p_norm = if order < MAX_ORDER {
+                let e: Vec<f64> = self.d[order + 2]
+                    .iter()
+                    .map(|x| co.error_const[order + 1] * x)
+                    .collect();
+                scaled_norm(&e, &scale)
+            } else {
+                f64::INFINITY
+            };
+            let norms = [error_m_norm, error_norm, error_p_norm];
+            let factors: Vec<f64> = norms
+                .iter()
+                .enumerate()
+                .map(|(i, e)| e.powf(-1.0 / (order + i) as f64))
+                .map(|f| if f.is_nan() { 0.0 } else { f })
+                .collect();
+            let (best, max_factor) =
+                factors
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .fold(
+                        (1, f64::NEG_INFINITY),
+                        |acc, (i, f)| if f > acc.1 { (i, f) } else { acc },
+                    );
+            self.order = (order + best).saturating_sub(1).clamp(1, MAX_ORDER);
+            let factor = MAX_FACTOR.min(safety * max_factor);
+            self.h *= factor;
+            change_d(&mut self.d, self.order, factor);
+            self.n_equal_steps = 0;
+            self.factor = None;
+            return StepResult::Accepted;
+        }
+    }
+}
+
+fn next_up(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return f64::from_bits(1);
+    }
+    let bits = x.to_bits();
+    f64::from_bits(if x > 0.0 { bits + 1 } else { bits - 1 })
+}
+
+/// Integrates `flow` with grokflow's BDF (see the module documentation).
+pub(crate) fn integrate_bdf(
+    flow: &GradientFlow<'_>,
+    theta0: &[f64],
+    opts: &Options,
+    observers: &mut [&mut dyn Observer],
+) -> Result<Outcome, EngineError> {
+    let started = Instant::now();
+    let info = RunInfo {
+        s0: 0.0,
+        s_end: opts.s_end,
+        method: Method::Bdf.name(),
+    };
+    let mut stop = match notify(observers, |o| o.start(&info, theta0)) {
+        Control::Stop(r) => Some(r),
+        Control::Continue => None,
+    };
+    let mut bdf = Bdf::new(flow, theta0, opts);
+    while stop.is_none() {
+        if bdf.stats.steps >= opts.max_steps {
+            stop = Some(StopReason::MaxSteps {
+                steps: bdf.stats.steps,
+            });
+            break;
+        }
+        let s_prev = bdf.s;
+        match bdf.step(opts.s_end) {
+            StepResult::Failed(message) => {
+                stop = Some(StopReason::SolverFailed { message });
+                break;
+            }
+            StepResult::Accepted => {}
+        }
+        let view = StepView {
+            s_prev,
+            s: bdf.s,
+            theta: &bdf.y,
+            steps: bdf.stats.steps,
+            dense: &Dense {
+                s: bdf.s,
+                h: bdf.h,
+                order: bdf.order,
+                d: &bdf.d,
+            },
+        };
+        if let Control::Stop(r) = notify(observers, |o| o.step(&view)) {
+            stop = Some(r);
+        } else if bdf.s >= opts.s_end {
+            stop = Some(StopReason::Finished);
+        }
+    }
+    let stop = stop.expect("the loop ends with a reason");
+    let theta_final = bdf.y.clone();
+    for o in observers.iter_mut() {
+        o.finish(bdf.s, &theta_final, &stop);
+    }
+    let mut stats = bdf.stats;
+    stats.wall_s = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        stop,
+        s_final: bdf.s,
+        theta_final,
+        stats,
+    })
+}
