@@ -1,20 +1,30 @@
 //! The command line of `simulate` (clap derive). Engine and systems never see clap: the
-//! structs here are turned into their plain parameter types.
+//! structs here are resolved into their plain parameter types. Options a preset may set are
+//! optional here, so that the precedence is: what the user typed, then the preset, then the
+//! default written in the help.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use grokflow_engine::{Method, TimeScale};
-use grokflow_systems::{LinearParams, LinearTeacher};
+use grokflow_systems::{
+    Activation, CompletionParams, DiagonalParams, LinearParams, LinearTeacher, ReluParams,
+    SensingParams,
+};
 
 /// Simulate gradient flow with small weight decay, dθ/dt = −∇F(θ) − λθ, on the paper's
 /// examples: the fast phase to the interpolating manifold, then the slow drift along it that
 /// lowers ‖θ‖ and makes the test loss drop at t ~ 1/λ (grokking).
 #[derive(Debug, Parser)]
 #[command(name = "simulate", version, about, long_about = None)]
-#[command(
-    after_help = "Examples:\n  simulate linear --lambda 1e-4\n  simulate linear --lambda 1e-8 --tau-end 12\n  simulate linear --method gd --lr 0.05 --lambda 1e-2\n  simulate linear --save-instance inst.json   (then: simulate linear --instance inst.json)"
-)]
+#[command(after_help = "Examples:
+  simulate linear --lambda 1e-4
+  simulate matrix-completion --lambda 1e-6
+  simulate diagonal --preset paper-fig4
+  simulate relu --activation relu --method gd --lr 1e-3 --lambda 1e-3
+  simulate linear --save-instance inst.json   (then: simulate linear --instance inst.json)
+
+`simulate <SYSTEM> --help` lists the system's options.")]
 pub struct SimulateCli {
     /// The system to simulate.
     #[command(subcommand)]
@@ -24,12 +34,52 @@ pub struct SimulateCli {
 /// The systems.
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Linear regression F(θ) = ‖Xθ − y‖²/(2n) with n < d (paper §5): Φ(θ_init) is the
-    /// projection of θ_init onto {Xθ = y}; the slow phase drifts to the min-norm solution.
+    /// Linear regression ‖Xθ − y‖²/(2n), n < d (paper §5): the slow phase drifts from the
+    /// projection of θ_init onto {Xθ = y} to the min-norm solution.
     Linear {
         /// Instance generation.
         #[command(flatten)]
         params: LinearArgs,
+        /// The run.
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Matrix completion ½Σ_Ω((UVᵀ)ᵢⱼ − M*ᵢⱼ)² (paper eq. 8, Fig. 2): the slow phase lowers
+    /// ‖U‖² + ‖V‖² ≥ 2‖UVᵀ‖_*, and the learned matrix becomes low rank.
+    MatrixCompletion {
+        /// Instance generation.
+        #[command(flatten)]
+        params: CompletionArgs,
+        /// The run.
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Symmetric matrix sensing (1/2m)Σₖ(⟨Aₖ, UUᵀ⟩ − bₖ)² (paper App. C): the slow phase
+    /// lowers ‖U‖² = ‖UUᵀ‖_*.
+    MatrixSensing {
+        /// Instance generation.
+        #[command(flatten)]
+        params: SensingArgs,
+        /// The run.
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Diagonal linear network β = u⊙v on Fourier features (paper App. C, Fig. 4): the slow
+    /// phase lowers ‖u‖² + ‖v‖² ≥ 2‖β‖₁ and recovers the sparse teacher.
+    Diagonal {
+        /// Instance generation.
+        #[command(flatten)]
+        params: DiagonalArgs,
+        /// The run.
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Two-layer network Σⱼaⱼσ(wⱼx + bⱼ) on 1-D data (paper Fig. 3), with the ReLU or a
+    /// smooth softplus: the slow phase leaves a function with few kinks.
+    Relu {
+        /// Instance generation.
+        #[command(flatten)]
+        params: ReluArgs,
         /// The run.
         #[command(flatten)]
         run: RunArgs,
@@ -74,34 +124,30 @@ impl From<TimeArg> for TimeScale {
 /// Options of every run, whatever the system.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Weight decay λ > 0.
-    #[arg(long, default_value_t = 1e-4, allow_hyphen_values = true)]
-    pub lambda: f64,
+    /// Weight decay λ > 0 [default: 1e-4, or the preset's].
+    #[arg(long, allow_hyphen_values = true)]
+    pub lambda: Option<f64>,
 
     /// Integrate in fast time t or slow time τ = λt.
     #[arg(long, value_enum, default_value_t = TimeArg::Slow)]
     pub time: TimeArg,
 
-    /// End of the run in slow time τ = λt (the run ends at t = τ_end/λ).
-    #[arg(
-        long,
-        default_value_t = 10.0,
-        allow_hyphen_values = true,
-        conflicts_with = "t_end"
-    )]
-    pub tau_end: f64,
+    /// End of the run in slow time τ = λt, so t_end = τ_end/λ [default: 10, or the preset's].
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "t_end")]
+    pub tau_end: Option<f64>,
 
     /// End of the run in fast time t (instead of --tau-end).
     #[arg(long, allow_hyphen_values = true)]
     pub t_end: Option<f64>,
 
-    /// Integration method.
-    #[arg(long, value_enum, default_value_t = MethodArg::Bdf)]
-    pub method: MethodArg,
+    /// Integration method [default: bdf, or the preset's].
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
 
-    /// Step η of gradient descent (--method gd); stable for η < 2/(L + λ).
-    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
-    pub lr: f64,
+    /// Step η of gradient descent (--method gd); stable for η < 2/(L + λ) [default: 0.01,
+    /// or the preset's].
+    #[arg(long, allow_hyphen_values = true)]
+    pub lr: Option<f64>,
 
     /// Relative tolerance of the adaptive methods.
     #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
@@ -111,7 +157,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1e-10, allow_hyphen_values = true)]
     pub atol: f64,
 
-    /// Stop after this many steps (default: 10⁶ for ODE methods, 10⁹ iterations for gd).
+    /// Stop after this many steps [default: 10⁶ for ODE methods, 10⁹ iterations for gd].
     #[arg(long)]
     pub max_steps: Option<usize>,
 
@@ -123,11 +169,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20)]
     pub per_decade: usize,
 
-    /// Output directory [default: runs/<system>-lambda<λ>].
+    /// Output directory [default: runs/<system>-lambda<λ>, plus -<method> for methods other
+    /// than bdf and -<preset> for presets].
     #[arg(long)]
     pub out: Option<PathBuf>,
 
-    /// Run on this instance file (data, θ_init, θ_true) instead of generating one.
+    /// Run on this instance file (data, θ_init, truth) instead of generating one.
     #[arg(long, value_name = "FILE")]
     pub instance: Option<PathBuf>,
 
@@ -135,7 +182,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub save_instance: Option<PathBuf>,
 
-    /// Do not render trajectory.png.
+    /// Do not render the figures.
     #[arg(long)]
     pub no_plot: bool,
 
@@ -144,16 +191,58 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// The run options a preset sets (the user's flags still win).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunPreset {
+    /// λ.
+    pub lambda: Option<f64>,
+    /// Method.
+    pub method: Option<MethodArg>,
+    /// Gradient-descent step.
+    pub lr: Option<f64>,
+    /// End in fast time.
+    pub t_end: Option<f64>,
+    /// End in slow time.
+    pub tau_end: Option<f64>,
+}
+
+/// The run options once the preset and the defaults are applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedRun {
+    /// λ.
+    pub lambda: f64,
+    /// Method.
+    pub method: Method,
+    /// End in fast time.
+    pub t_end: f64,
+}
+
 impl RunArgs {
-    /// The engine's method value.
-    pub fn method(&self) -> Method {
-        match self.method {
+    /// Applies `preset` below the user's flags and above the defaults. τ_end and t_end are
+    /// one setting: a user's --tau-end overrides a preset's t_end and vice versa.
+    pub fn resolve(&self, preset: &RunPreset, default_tau_end: f64) -> ResolvedRun {
+        let lambda = self.lambda.or(preset.lambda).unwrap_or(1e-4);
+        let lr = self.lr.or(preset.lr).unwrap_or(0.01);
+        let method = match self.method.or(preset.method).unwrap_or(MethodArg::Bdf) {
             MethodArg::Bdf => Method::Bdf,
             MethodArg::BdfDiffsol => Method::DiffsolBdf,
             MethodArg::Esdirk34 => Method::Esdirk34,
             MethodArg::TrBdf2 => Method::TrBdf2,
             MethodArg::Tsit45 => Method::Tsit45,
-            MethodArg::Gd => Method::GradientDescent { lr: self.lr },
+            MethodArg::Gd => Method::GradientDescent { lr },
+        };
+        let t_end = match (self.t_end, self.tau_end) {
+            (Some(t), _) => t,
+            (None, Some(tau)) => tau / lambda,
+            (None, None) => preset
+                .t_end
+                .or(preset.tau_end.map(|tau| tau / lambda))
+                .unwrap_or(default_tau_end / lambda),
+        };
+        ResolvedRun {
+            lambda,
+            method,
+            t_end,
         }
     }
 }
@@ -206,5 +295,284 @@ impl From<&LinearArgs> for LinearParams {
             },
             noise: a.noise,
         }
+    }
+}
+
+/// Presets of matrix completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompletionPreset {
+    /// The paper's Figure 2: 20×20, rank 3, width 10, 50% observed, N(0, 1) initialisation,
+    /// λ = 1e-3, gradient descent with step 0.01 up to t = 2·10⁴.
+    PaperFig2,
+}
+
+/// Generation of a matrix-completion instance (ignored with --instance).
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    /// Paper settings (your other flags still apply on top).
+    #[arg(long, value_enum)]
+    pub preset: Option<CompletionPreset>,
+    /// Rows n₁ [default: 20].
+    #[arg(long)]
+    pub n1: Option<usize>,
+    /// Columns n₂ [default: 20].
+    #[arg(long)]
+    pub n2: Option<usize>,
+    /// Width r of the factors U, V [default: 10].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Rank of the ground truth [default: 3].
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// Its singular values, comma separated [default: 20,15,10 for rank 3; else 20, 15, 10,
+    /// 5, 5, …].
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub singular_values: Option<Vec<f64>>,
+    /// Fraction of observed entries, in (0, 1] [default: 0.7; the paper's 0.5 with the preset].
+    #[arg(long, allow_hyphen_values = true)]
+    pub observed: Option<f64>,
+    /// Entries of U, V at θ_init ~ N(0, σ²) [default: 1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub init_scale: Option<f64>,
+    /// Seed [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+fn default_values(rank: usize, first: &[f64]) -> Vec<f64> {
+    (0..rank)
+        .map(|k| first.get(k).copied().unwrap_or(5.0))
+        .collect()
+}
+
+impl CompletionArgs {
+    /// The parameters and run preset.
+    pub fn resolve(&self) -> (CompletionParams, RunPreset) {
+        let (mut p, run) = match self.preset {
+            Some(CompletionPreset::PaperFig2) => (
+                CompletionParams {
+                    observed: 0.5,
+                    ..CompletionParams::default()
+                },
+                RunPreset {
+                    lambda: Some(1e-3),
+                    method: Some(MethodArg::Gd),
+                    lr: Some(0.01),
+                    t_end: Some(2e4),
+                    tau_end: None,
+                },
+            ),
+            None => (CompletionParams::default(), RunPreset::default()),
+        };
+        p.n1 = self.n1.unwrap_or(p.n1);
+        p.n2 = self.n2.unwrap_or(p.n2);
+        p.width = self.width.unwrap_or(p.width);
+        p.rank = self.rank.unwrap_or(p.rank);
+        p.singular_values = self
+            .singular_values
+            .clone()
+            .unwrap_or_else(|| default_values(p.rank, &[20.0, 15.0, 10.0]));
+        p.observed = self.observed.unwrap_or(p.observed);
+        p.init_scale = self.init_scale.unwrap_or(p.init_scale);
+        p.seed = self.seed.unwrap_or(p.seed);
+        (p, run)
+    }
+}
+
+/// Generation of a matrix-sensing instance (ignored with --instance).
+#[derive(Debug, Clone, Args)]
+pub struct SensingArgs {
+    /// Size n of the matrix.
+    #[arg(long, default_value_t = SensingParams::default().n)]
+    pub n: usize,
+    /// Width r of U [default: n].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Rank of the ground truth.
+    #[arg(long, default_value_t = SensingParams::default().rank)]
+    pub rank: usize,
+    /// Its eigenvalues, comma separated [default: 4,2 for rank 2; else 4, 2, 1, 1, …].
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub eigenvalues: Option<Vec<f64>>,
+    /// Number of Gaussian measurements m.
+    #[arg(long, default_value_t = SensingParams::default().measurements)]
+    pub measurements: usize,
+    /// Entries of U at θ_init ~ N(0, σ²).
+    #[arg(long, default_value_t = SensingParams::default().init_scale, allow_hyphen_values = true)]
+    pub init_scale: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl From<&SensingArgs> for SensingParams {
+    fn from(a: &SensingArgs) -> Self {
+        SensingParams {
+            n: a.n,
+            width: a.width.unwrap_or(a.n),
+            rank: a.rank,
+            eigenvalues: a
+                .eigenvalues
+                .clone()
+                .unwrap_or_else(|| default_values(a.rank, &[4.0, 2.0, 1.0])),
+            measurements: a.measurements,
+            init_scale: a.init_scale,
+            seed: a.seed,
+        }
+    }
+}
+
+/// Presets of the diagonal network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiagonalPreset {
+    /// The paper's Figure 4: λ = 1e-4, initialisation variance 0.1 (the feature count and
+    /// the teacher are not given; DESIGN.md's p = 100, n = 30, 3-sparse).
+    PaperFig4,
+}
+
+/// Generation of a diagonal-network instance (ignored with --instance).
+#[derive(Debug, Clone, Args)]
+pub struct DiagonalArgs {
+    /// Paper settings (your other flags still apply on top).
+    #[arg(long, value_enum)]
+    pub preset: Option<DiagonalPreset>,
+    /// Frequencies K: features cos kx, sin kx for k = 1..K (p = 2K).
+    #[arg(long, default_value_t = DiagonalParams::default().frequencies)]
+    pub frequencies: usize,
+    /// Training points n (< p).
+    #[arg(long, default_value_t = DiagonalParams::default().n)]
+    pub n: usize,
+    /// Non-zero teacher coefficients.
+    #[arg(long, default_value_t = DiagonalParams::default().teacher_sparsity)]
+    pub teacher_sparsity: usize,
+    /// Their magnitude [default: 2; 1 with the preset].
+    #[arg(long, allow_hyphen_values = true)]
+    pub teacher_scale: Option<f64>,
+    /// Variance of u, v at θ_init [default: 0.5; the paper's 0.1 with the preset].
+    #[arg(long, allow_hyphen_values = true)]
+    pub init_variance: Option<f64>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DiagonalArgs {
+    /// The parameters and run preset.
+    pub fn resolve(&self) -> (DiagonalParams, RunPreset) {
+        let p = DiagonalParams {
+            frequencies: self.frequencies,
+            n: self.n,
+            teacher_sparsity: self.teacher_sparsity,
+            teacher_scale: self
+                .teacher_scale
+                .unwrap_or(DiagonalParams::default().teacher_scale),
+            init_variance: self
+                .init_variance
+                .unwrap_or(DiagonalParams::default().init_variance),
+            seed: self.seed,
+        };
+        let run = match self.preset {
+            Some(DiagonalPreset::PaperFig4) => RunPreset {
+                lambda: Some(1e-4),
+                ..RunPreset::default()
+            },
+            None => RunPreset::default(),
+        };
+        let p = match self.preset {
+            Some(DiagonalPreset::PaperFig4) => DiagonalParams {
+                init_variance: self.init_variance.unwrap_or(0.1),
+                teacher_scale: self.teacher_scale.unwrap_or(1.0),
+                ..p
+            },
+            None => p,
+        };
+        (p, run)
+    }
+}
+
+/// Activations of the two-layer network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActivationArg {
+    /// The ReLU (almost-everywhere derivatives; outside the theory).
+    Relu,
+    /// softplus log(1 + e^{βz})/β with sharpness --sharpness (smooth: the theory holds).
+    Softplus,
+}
+
+/// Presets of the two-layer network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReluPreset {
+    /// The paper's Figure 3: m = 100, n = 10, x ~ U[−2, 2], variance 4, λ = 1e-3, the exact
+    /// ReLU, gradient descent with a small step (0.002 here; the paper gives none).
+    PaperFig3,
+}
+
+/// Generation of a two-layer-network instance (ignored with --instance, except
+/// --activation and --sharpness, which apply to a loaded instance too).
+#[derive(Debug, Clone, Args)]
+pub struct ReluArgs {
+    /// Paper settings (your other flags still apply on top).
+    #[arg(long, value_enum)]
+    pub preset: Option<ReluPreset>,
+    /// Hidden neurons m.
+    #[arg(long, default_value_t = ReluParams::default().width)]
+    pub width: usize,
+    /// Training points n.
+    #[arg(long, default_value_t = ReluParams::default().n)]
+    pub n: usize,
+    /// Variance of θ_init.
+    #[arg(long, default_value_t = ReluParams::default().init_variance, allow_hyphen_values = true)]
+    pub init_variance: f64,
+    /// Activation [default: softplus; relu with the preset].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Sharpness β of the softplus.
+    #[arg(long, default_value_t = 10.0, allow_hyphen_values = true)]
+    pub sharpness: f64,
+    /// Run the softplus at each of these sharpnesses (comma separated, e.g. 10,30,100,300,1000)
+    /// on the same instance, one run directory each, and compare the learned functions as β
+    /// grows towards the ReLU (sweep.csv, sweep.png).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub sharpness_sweep: Option<Vec<f64>>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl ReluArgs {
+    /// The activation chosen, after the preset.
+    pub fn activation(&self) -> Activation {
+        let default = match self.preset {
+            Some(ReluPreset::PaperFig3) => ActivationArg::Relu,
+            None => ActivationArg::Softplus,
+        };
+        match self.activation.unwrap_or(default) {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Softplus => Activation::Softplus {
+                beta: self.sharpness,
+            },
+        }
+    }
+
+    /// The parameters and run preset.
+    pub fn resolve(&self) -> (ReluParams, RunPreset) {
+        let p = ReluParams {
+            width: self.width,
+            n: self.n,
+            init_variance: self.init_variance,
+            activation: self.activation(),
+            seed: self.seed,
+        };
+        let run = match self.preset {
+            Some(ReluPreset::PaperFig3) => RunPreset {
+                lambda: Some(1e-3),
+                method: Some(MethodArg::Gd),
+                lr: Some(2e-3),
+                tau_end: Some(10.0),
+                t_end: None,
+            },
+            None => RunPreset::default(),
+        };
+        (p, run)
     }
 }

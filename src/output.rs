@@ -100,6 +100,18 @@ pub struct RunSummary {
     pub complete: bool,
     /// Things a reader should know (Φ not converged, …).
     pub warnings: Vec<String>,
+    /// The system's own measures (rank, support, kinks…) at Φ(θ_init) and at the end.
+    pub report: SystemReports,
+}
+
+/// The system's report at the two points that define grokking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SystemReports {
+    /// At Φ(θ_init) (null if it was not computed).
+    pub phi: serde_json::Value,
+    /// At the end of the run.
+    #[serde(rename = "final")]
+    pub final_state: serde_json::Value,
 }
 
 /// states.json: θ at the three points that matter.
@@ -172,6 +184,29 @@ pub fn trajectory_csv(traj: &Trajectory) -> String {
         for v in &s.extra {
             out.push(',');
             out.push_str(&num(*v));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A learned 1-D function as CSV: `x,teacher,<curve labels…>` (teacher empty if unknown).
+pub fn function_csv(table: &grokflow_plots::FunctionTable, columns: &[String]) -> String {
+    let mut out = String::from("x,teacher");
+    for c in columns {
+        out.push(',');
+        out.push_str(c);
+    }
+    out.push('\n');
+    for (i, x) in table.x.iter().enumerate() {
+        out.push_str(&num(*x));
+        out.push(',');
+        if let Some(t) = &table.teacher {
+            out.push_str(&num(t[i]));
+        }
+        for (_, values) in &table.curves {
+            out.push(',');
+            out.push_str(&num(values[i]));
         }
         out.push('\n');
     }

@@ -8,12 +8,15 @@ use grokflow_engine::{
     grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, Method, Options,
     PhiOptions, Recorder, TimeScale, FIT_RATIO,
 };
-use grokflow_plots::{render, trajectory_figure, TrajectoryFigure};
+use grokflow_plots::{
+    function_figure, render, singular_values_figure, trajectory_figure, FunctionTable,
+    TrajectoryFigure,
+};
 use grokflow_systems::System;
 
 use crate::output::{
-    prepare_dir, trajectory_csv, write_atomic, write_json, InstanceSummary, PhiSummary,
-    PointSummary, RunSummary, States,
+    function_csv, prepare_dir, trajectory_csv, write_atomic, write_json, InstanceSummary,
+    PhiSummary, PointSummary, RunSummary, States, SystemReports,
 };
 use crate::progress::{Interrupt, ProgressObserver};
 
@@ -136,10 +139,22 @@ pub fn run_system(
 
     // Φ(θ_init): the end point of the fast phase.
     let mut phi_progress = ProgressObserver::new("Φ(θ_init)", cfg.t_min, cfg.progress);
+    let phi_opts = match cfg.method {
+        // A gradient-descent run's Φ is the limit of unregularised descent with its step:
+        // the runs it is used for (the exact ReLU) are not smooth enough for BDF.
+        Method::GradientDescent { lr } => PhiOptions {
+            method: cfg.method,
+            rel_tol: 1e-8,
+            max_steps: cfg.max_steps.min(100_000_000),
+            t_max: lr * cfg.max_steps.min(100_000_000) as f64,
+            ..PhiOptions::default()
+        },
+        _ => PhiOptions::default(),
+    };
     let phi_res = match phi(
         system,
         theta_init,
-        &PhiOptions::default(),
+        &phi_opts,
         &mut [&mut phi_progress, &mut Interrupt],
     ) {
         Ok(p) => Some(p),
@@ -158,7 +173,11 @@ pub fn run_system(
         max_steps: cfg.max_steps,
     };
     let grid = log_time_grid(cfg.t_min, cfg.t_end, cfg.per_decade);
-    let mut recorder = Recorder::new(flow, system, &grid);
+    let marks: Vec<f64> = [1.0 / cfg.lambda]
+        .into_iter()
+        .filter(|t| *t < cfg.t_end)
+        .collect();
+    let mut recorder = Recorder::new(flow, system, &grid).with_marks(&marks);
     let mut guard = BlowUpGuard::for_start(theta_init);
     let mut progress = ProgressObserver::new("λ-flow", flow.clock(cfg.t_min), cfg.progress);
     let outcome = integrate(
@@ -215,12 +234,22 @@ pub fn run_system(
         stop_reason: outcome.stop.clone(),
         complete,
         warnings,
+        report: SystemReports {
+            phi: phi_res
+                .as_ref()
+                .map(|p| system.report(&p.theta))
+                .unwrap_or(serde_json::Value::Null),
+            final_state: system.report(&outcome.theta_final),
+        },
     };
     let states = States {
         theta_init: theta_init.to_vec(),
         phi: phi_res.map(|p| p.theta),
         theta_final: outcome.theta_final.clone(),
     };
+    let function = system
+        .curve()
+        .map(|curve| function_table(curve, &states, &trajectory, t_final));
 
     let dir = &cfg.out;
     let mut files = Vec::new();
@@ -251,8 +280,78 @@ pub fn run_system(
         });
         render(&fig, &png).with_context(|| "rendering trajectory.png")?;
         files.push(png);
+        let title = format!(
+            "{} · λ = {:e} · {}",
+            summary.system, cfg.lambda, summary.method
+        );
+        if let Some(fig) = singular_values_figure(&title, &trajectory, cfg.lambda) {
+            let png = dir.join("singular_values.png");
+            render(&fig, &png).with_context(|| "rendering singular_values.png")?;
+            files.push(png);
+        }
+        if let Some((table, _)) = &function {
+            // The function at t = 0 (the first curve) stays in the CSV but not in the
+            // figure: with a large initialisation it dwarfs the rest.
+            let shown = FunctionTable {
+                curves: table.curves[1..].to_vec(),
+                ..table.clone()
+            };
+            let png = dir.join("function.png");
+            render(&function_figure(&title, &shown), &png)
+                .with_context(|| "rendering function.png")?;
+            files.push(png);
+        }
+    }
+    if let Some((table, columns)) = &function {
+        let csv = dir.join("function.csv");
+        write_atomic(&csv, function_csv(table, columns).as_bytes())?;
+        files.push(csv);
     }
     Ok(RunResult { summary, files })
+}
+
+/// The learned function on a 401-point grid at t = 0, Φ(θ_init), t = 1/λ (if reached) and
+/// the end, with the CSV column name of each.
+fn function_table(
+    curve: &dyn grokflow_systems::Curve,
+    states: &States,
+    trajectory: &grokflow_engine::Trajectory,
+    t_final: f64,
+) -> (FunctionTable, Vec<String>) {
+    let (lo, hi) = curve.domain();
+    let x = grokflow_systems::curve::grid(lo, hi, 401);
+    let eval = |theta: &[f64]| {
+        x.iter()
+            .map(|&v| curve.predict(theta, v))
+            .collect::<Vec<f64>>()
+    };
+    let mut curves = vec![("t = 0".to_string(), eval(&states.theta_init))];
+    let mut columns = vec!["f_init".to_string()];
+    if let Some(phi) = &states.phi {
+        curves.push(("Φ(θ_init)".into(), eval(phi)));
+        columns.push("f_phi".into());
+    }
+    for (t, theta) in &trajectory.marked {
+        curves.push((format!("t = 1/λ = {t:.1e}"), eval(theta)));
+        columns.push("f_one_over_lambda".into());
+    }
+    curves.push((format!("end, t = {t_final:.1e}"), eval(&states.theta_final)));
+    columns.push("f_final".into());
+    let teacher = x
+        .iter()
+        .map(|&v| curve.teacher_at(v))
+        .collect::<Option<Vec<f64>>>();
+    let (train_x, train_y) = curve.training_points();
+    (
+        FunctionTable {
+            x,
+            teacher,
+            curves,
+            train_x,
+            train_y,
+        },
+        columns,
+    )
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -337,4 +436,126 @@ pub fn human_summary(r: &RunResult, dir: &Path) -> String {
         .collect();
     out += &format!("  wrote      {}/{{{}}}\n", dir.display(), names.join(", "));
     out
+}
+
+/// One sharpness of a softplus sweep (see [`sharpness_sweep`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRow {
+    /// The sharpness β.
+    pub beta: f64,
+    /// Steps of the λ-flow.
+    pub steps: usize,
+    /// Steps of the unregularised flow to Φ(θ_init).
+    pub phi_steps: Option<usize>,
+    /// Wall time of the λ-flow, seconds.
+    pub wall_s: f64,
+    /// Final training loss.
+    pub train_loss: f64,
+    /// Final test loss.
+    pub test_loss: Option<f64>,
+    /// Final number of kinks.
+    pub kinks: Option<u64>,
+    /// sup over the grid of |f_β − f_β'| at the end, β' the previous sharpness.
+    pub sup_change: Option<f64>,
+    /// Whether the run reached its end.
+    pub complete: bool,
+}
+
+/// Runs the same two-layer-network instance with the softplus at each sharpness, each into
+/// `<out>/beta-<β>/`, and writes sweep.csv, sweep.json and sweep.png (the learned functions
+/// at the end, one per β) into `<out>`.
+pub fn sharpness_sweep(
+    system: &dyn System,
+    instance: InstanceSummary,
+    cfg: &RunConfig,
+    betas: &[f64],
+) -> Result<(Vec<SweepRow>, Vec<PathBuf>)> {
+    if betas.is_empty() || betas.iter().any(|b| !(b.is_finite() && *b > 0.0)) {
+        bail!("--sharpness-sweep needs positive finite sharpnesses, e.g. 10,30,100");
+    }
+    prepare_dir(&cfg.out)?;
+    let mut rows: Vec<SweepRow> = Vec::new();
+    let mut table = FunctionTable::default();
+    let mut previous: Option<Vec<f64>> = None;
+    for &beta in betas {
+        let Some(sys) = system.with_activation(grokflow_systems::Activation::Softplus { beta })
+        else {
+            bail!("--sharpness-sweep applies to the two-layer network only");
+        };
+        let sub = RunConfig {
+            out: cfg.out.join(format!("beta-{beta}")),
+            ..cfg.clone()
+        };
+        let run = run_system(sys.as_ref(), instance.clone(), &sub)?;
+        let states: States =
+            serde_json::from_str(&std::fs::read_to_string(sub.out.join("states.json"))?)?;
+        let curve = sys.curve().expect("the two-layer network is a curve");
+        if table.x.is_empty() {
+            let (lo, hi) = curve.domain();
+            table.x = grokflow_systems::curve::grid(lo, hi, 401);
+            table.teacher = table.x.iter().map(|&v| curve.teacher_at(v)).collect();
+            (table.train_x, table.train_y) = curve.training_points();
+        }
+        let values: Vec<f64> = table
+            .x
+            .iter()
+            .map(|&v| curve.predict(&states.theta_final, v))
+            .collect();
+        let sup_change = previous.as_ref().map(|p| {
+            p.iter()
+                .zip(&values)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+        });
+        let s = &run.summary;
+        rows.push(SweepRow {
+            beta,
+            steps: s.stats.steps,
+            phi_steps: s.phi.as_ref().map(|p| p.stats.steps),
+            wall_s: s.stats.wall_s,
+            train_loss: s.final_state.train_loss,
+            test_loss: s.final_state.test_loss,
+            kinks: s
+                .report
+                .final_state
+                .get("kink_count")
+                .and_then(|k| k.as_u64()),
+            sup_change,
+            complete: s.complete,
+        });
+        table.curves.push((format!("β = {beta}"), values.clone()));
+        previous = Some(values);
+    }
+    let mut files = Vec::new();
+    let mut csv = String::from(
+        "beta,steps,phi_steps,wall_s,train_loss,test_loss,kinks,sup_change,complete\n",
+    );
+    for r in &rows {
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
+        csv += &format!(
+            "{:e},{},{},{:e},{:e},{},{},{},{}\n",
+            r.beta,
+            r.steps,
+            r.phi_steps.map(|x| x.to_string()).unwrap_or_default(),
+            r.wall_s,
+            r.train_loss,
+            opt(r.test_loss),
+            r.kinks.map(|x| x.to_string()).unwrap_or_default(),
+            opt(r.sup_change),
+            r.complete
+        );
+    }
+    let path = cfg.out.join("sweep.csv");
+    write_atomic(&path, csv.as_bytes())?;
+    files.push(path);
+    let path = cfg.out.join("sweep.json");
+    write_json(&path, &rows)?;
+    files.push(path);
+    if cfg.plot {
+        let path = cfg.out.join("sweep.png");
+        let title = format!("relu · softplus sharpness sweep · λ = {:e}", cfg.lambda);
+        render(&function_figure(&title, &table), &path).context("rendering sweep.png")?;
+        files.push(path);
+    }
+    Ok((rows, files))
 }

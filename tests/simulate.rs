@@ -316,3 +316,219 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
         "output directory",
     );
 }
+
+#[test]
+fn every_system_runs_end_to_end_with_its_own_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (system, extra_file) in [
+        ("matrix-completion", "singular_values.png"),
+        ("matrix-sensing", "singular_values.png"),
+        ("diagonal", "function.csv"),
+        ("relu", "function.csv"),
+    ] {
+        let out = dir.path().join(system);
+        let o = simulate(&[
+            system,
+            "--lambda",
+            "1e-3",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(
+            o.status.success(),
+            "{system}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s = read_json(&out.join("summary.json"));
+        assert_eq!(s["system"], system);
+        assert_eq!(s["complete"], true);
+        assert!(
+            num(&s, "phi.test_loss") >= 10.0 * num(&s, "final.test_loss"),
+            "{system}: no grokking"
+        );
+        assert!(
+            s["report"]["final"].is_object() && s["report"]["phi"].is_object(),
+            "{system}: report"
+        );
+        assert!(
+            out.join(extra_file).exists(),
+            "{system}: {extra_file} missing"
+        );
+        assert!(out.join("trajectory.png").exists());
+        let header = std::fs::read_to_string(out.join("trajectory.csv")).unwrap();
+        let header = header.lines().next().unwrap().to_string();
+        assert!(
+            header.starts_with("t,tau,train_loss,test_loss,theta_norm,grad_norm,"),
+            "{system}: {header}"
+        );
+        match system {
+            "matrix-completion" | "matrix-sensing" => {
+                assert!(
+                    header.contains(",sv_1,") && header.contains("weight_sq_norm"),
+                    "{header}"
+                );
+                assert!(s["report"]["final"]["effective_rank"].as_u64().is_some());
+            }
+            "diagonal" => {
+                assert!(
+                    header.contains("beta_l1") && header.contains("beta_nnz"),
+                    "{header}"
+                );
+                assert_eq!(s["report"]["final"]["support_recovered"], true);
+            }
+            _ => {
+                assert!(header.contains("kinks"), "{header}");
+                let f = std::fs::read_to_string(out.join("function.csv")).unwrap();
+                assert!(
+                    f.starts_with("x,teacher,f_init,f_phi,f_one_over_lambda,f_final\n"),
+                    "{}",
+                    &f[..80]
+                );
+                assert_eq!(f.lines().count(), 402);
+                // Fewer kinks after the slow phase than at Φ(θ_init).
+                let kinks = |k: &str| s["report"][k]["kink_count"].as_u64().unwrap();
+                assert!(
+                    kinks("final") < kinks("phi"),
+                    "kinks {} → {}",
+                    kinks("phi"),
+                    kinks("final")
+                );
+            }
+        }
+        // Instance round trip through the binary.
+        let inst = dir.path().join(format!("{system}.json"));
+        let o = simulate(&[
+            system,
+            "--save-instance",
+            inst.to_str().unwrap(),
+            "--lambda",
+            "1e-2",
+            "--tau-end",
+            "1",
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+            "-q",
+            "--no-plot",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = simulate(&[
+            system,
+            "--instance",
+            inst.to_str().unwrap(),
+            "--lambda",
+            "1e-2",
+            "--tau-end",
+            "1",
+            "--out",
+            dir.path().join("y").to_str().unwrap(),
+            "-q",
+            "--no-plot",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            read_json(&dir.path().join("x/states.json"))["theta_final"],
+            read_json(&dir.path().join("y/states.json"))["theta_final"],
+            "{system}: the saved instance does not reproduce the run"
+        );
+    }
+}
+
+#[test]
+fn presets_and_the_sharpness_sweep_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let o = simulate(&[
+        "relu",
+        "--lambda",
+        "1e-3",
+        "--sharpness-sweep",
+        "5,20",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--no-plot",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(out.join("beta-5/summary.json").exists() && out.join("beta-20/summary.json").exists());
+    // The diagonal preset: the paper's λ and initialisation variance.
+    let out = dir.path().join("fig4");
+    let o = simulate(&[
+        "diagonal",
+        "--preset",
+        "paper-fig4",
+        "--tau-end",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--no-plot",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(num(&s, "lambda"), 1e-4);
+    assert_eq!(num(&s, "instance.params.init_variance"), 0.1);
+    // A flag beats the preset.
+    let o = simulate(&[
+        "matrix-completion",
+        "--preset",
+        "paper-fig2",
+        "--method",
+        "bdf",
+        "--lambda",
+        "1e-2",
+        "--tau-end",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+        "--no-plot",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["method"], "bdf");
+    assert_eq!(num(&s, "lambda"), 1e-2);
+    assert_eq!(num(&s, "instance.params.observed"), 0.5);
+}
+
+#[test]
+fn bad_system_parameters_get_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let out = out.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["matrix-completion", "--rank", "30"], "rank"),
+        (vec!["matrix-completion", "--width", "0"], "width"),
+        (
+            vec!["matrix-completion", "--observed", "0"],
+            "observed fraction",
+        ),
+        (
+            vec!["matrix-completion", "--observed", "1.5"],
+            "observed fraction",
+        ),
+        (
+            vec!["matrix-completion", "--singular-values", "1,2"],
+            "singular value",
+        ),
+        (
+            vec!["matrix-completion", "--init-scale", "nan"],
+            "init scale",
+        ),
+        (vec!["matrix-sensing", "--measurements", "0"], "measurement"),
+        (vec!["matrix-sensing", "--rank", "11"], "rank"),
+        (vec!["matrix-sensing", "--width", "0"], "at least 1"),
+        (vec!["diagonal", "--n", "200"], "overparameterised"),
+        (vec!["diagonal", "--teacher-sparsity", "0"], "non-zeros"),
+        (vec!["diagonal", "--init-variance", "-1"], "init variance"),
+        (vec!["relu", "--width", "0"], "neuron"),
+        (vec!["relu", "--sharpness", "0"], "sharpness"),
+        (vec!["relu", "--sharpness-sweep", "10,-1"], "sharpness"),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--out", out, "-q"]);
+        assert_clean_failure(&a, needle);
+    }
+}

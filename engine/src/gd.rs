@@ -90,6 +90,10 @@ pub(crate) fn gradient_descent(
         };
         if let Control::Stop(r) = notify(observers, |o| o.step(&view)) {
             stop = Some(r);
+        } else if !crate::la::all_finite(&theta) {
+            stop = Some(StopReason::Diverged {
+                theta_norm: norm(&theta),
+            });
         } else if s >= opts.s_end {
             stop = Some(StopReason::Finished);
         }

@@ -162,6 +162,9 @@ pub struct Trajectory {
     /// θ at each sample, when the recorder was asked to keep states.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub states: Vec<Vec<f64>>,
+    /// θ at the marked times the recorder was given, as (t, θ).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marked: Vec<(f64, Vec<f64>)>,
 }
 
 /// A geometric grid of fast times: t = 0, then `per_decade` points per decade from `t_min`
@@ -193,6 +196,7 @@ pub struct Recorder<'a> {
     flow: GradientFlow<'a>,
     observables: &'a dyn Observables,
     grid_s: Vec<f64>,
+    marks_s: Vec<f64>,
     next: usize,
     keep_states: bool,
     trajectory: Trajectory,
@@ -208,6 +212,7 @@ impl<'a> Recorder<'a> {
             flow,
             observables,
             grid_s: grid_t.iter().map(|&t| flow.clock(t)).collect(),
+            marks_s: Vec::new(),
             next: 0,
             keep_states: false,
             trajectory: Trajectory {
@@ -217,6 +222,20 @@ impl<'a> Recorder<'a> {
             buf: vec![0.0; d],
             grad: vec![0.0; d],
         }
+    }
+
+    /// Also sample at these fast times and keep θ there (e.g. t = 1/λ for a figure).
+    pub fn with_marks(mut self, marks_t: &[f64]) -> Self {
+        for &t in marks_t {
+            let s = self.flow.clock(t);
+            if s.is_finite() && s >= 0.0 {
+                self.marks_s.push(s);
+                self.grid_s.push(s);
+            }
+        }
+        self.grid_s.sort_by(|a, b| a.total_cmp(b));
+        self.grid_s.dedup();
+        self
     }
 
     /// Also keep θ at every sample (needed to compare trajectories).
@@ -253,6 +272,9 @@ impl<'a> Recorder<'a> {
         });
         if self.keep_states {
             self.trajectory.states.push(theta.to_vec());
+        }
+        if self.marks_s.contains(&s) {
+            self.trajectory.marked.push((t, theta.to_vec()));
         }
     }
 }

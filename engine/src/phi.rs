@@ -25,6 +25,9 @@ pub struct PhiOptions {
     pub atol: f64,
     /// The step budget.
     pub max_steps: usize,
+    /// The method: BDF, or gradient descent for runs whose flow is not smooth enough for an
+    /// implicit method (the exact ReLU), where Φ is then the limit of unregularised descent.
+    pub method: Method,
 }
 
 impl Default for PhiOptions {
@@ -36,6 +39,7 @@ impl Default for PhiOptions {
             rtol: 1e-10,
             atol: 1e-12,
             max_steps: 200_000,
+            method: Method::Bdf,
         }
     }
 }
@@ -53,7 +57,7 @@ pub struct PhiResult {
     pub grad_norm_init: f64,
     /// The tolerance the rule used.
     pub tolerance: f64,
-    /// Work done (BDF).
+    /// Work done.
     pub stats: SolverStats,
 }
 
@@ -87,7 +91,7 @@ impl Observer for GradientBelow<'_> {
     }
 }
 
-/// Φ(θ_init): integrates the unregularised flow with BDF until its gradient is small.
+/// Φ(θ_init): integrates the unregularised flow until its gradient is small.
 /// `observers` see that integration (a progress bar, a recorder of θ₀(t)…).
 pub fn phi(
     loss: &dyn Loss,
@@ -109,7 +113,8 @@ pub fn phi(
     }
     let flow = GradientFlow::unregularised(loss);
     let mut rule = GradientBelow::new(loss, tol);
-    let mut all: Vec<&mut dyn Observer> = vec![&mut rule];
+    let mut guard = crate::observe::BlowUpGuard::for_start(theta_init);
+    let mut all: Vec<&mut dyn Observer> = vec![&mut rule, &mut guard];
     all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
     let run_opts = Options {
         rtol: opts.rtol,
@@ -117,7 +122,7 @@ pub fn phi(
         s_end: opts.t_max,
         max_steps: opts.max_steps,
     };
-    let out = integrate(&flow, theta_init, Method::Bdf, &run_opts, &mut all)?;
+    let out = integrate(&flow, theta_init, opts.method, &run_opts, &mut all)?;
     match out.stop {
         StopReason::Converged { grad_norm } => Ok(PhiResult {
             theta: out.theta_final,

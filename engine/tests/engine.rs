@@ -364,6 +364,7 @@ fn grokking_times_follow_their_documented_rule() {
             sample(5000.0, 1e-4, 1.0),
         ],
         states: vec![],
+        marked: vec![],
     };
     let g = grokking_times(&traj, Some(100.0), 1e-3, 1e-3);
     assert_eq!(g.t_fit, Some(2.0));

@@ -2,9 +2,11 @@
 //! number drawn is a field of a result struct. Text uses the DejaVu Sans font shipped in
 //! `assets/`, so figures render on machines without system fonts.
 
+mod extra;
 mod figure;
 mod trajectory;
 
+pub use extra::{function_figure, singular_values_figure, FunctionTable};
 pub use figure::{render, Figure, Legend, Panel, Series, SeriesStyle, VLine, PALETTE};
 pub use trajectory::{trajectory_figure, TrajectoryFigure};
 

@@ -5,11 +5,16 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
-use grokflow::cli::{RunArgs, SimulateCli, SystemCommand};
+use clap::{Parser, ValueEnum};
+use grokflow::cli::{ResolvedRun, RunArgs, RunPreset, SimulateCli, SystemCommand};
 use grokflow::output::InstanceSummary;
 use grokflow::simulate::{default_out_dir, human_summary, run_system, RunConfig};
-use grokflow_systems::{load_instance, LinearParams, LinearRegression, System};
+use grokflow_engine::Method;
+use grokflow_systems::{
+    load_instance, DiagonalNetwork, LinearParams, LinearRegression, MatrixCompletion,
+    MatrixSensing, SensingParams, System, TwoLayerNetwork,
+};
+use serde::Serialize;
 
 fn main() -> ExitCode {
     let cli = SimulateCli::parse();
@@ -23,11 +28,86 @@ fn main() -> ExitCode {
     }
 }
 
+type Generated = Result<(Box<dyn System>, serde_json::Value)>;
+
+fn boxed<S: System + 'static, P: Serialize>(system: S, params: &P) -> Generated {
+    Ok((Box::new(system), serde_json::to_value(params)?))
+}
+
+/// What the binary needs of a subcommand.
+struct Parts<'a> {
+    name: &'static str,
+    run: &'a RunArgs,
+    preset: RunPreset,
+    preset_name: Option<String>,
+    generate: Box<dyn Fn() -> Generated + 'a>,
+}
+
+fn preset_name<P: ValueEnum>(p: Option<P>) -> Option<String> {
+    p.and_then(|p| p.to_possible_value())
+        .map(|v| v.get_name().to_string())
+}
+
+fn parts(cmd: &SystemCommand) -> Parts<'_> {
+    match cmd {
+        SystemCommand::Linear { params, run } => {
+            let p = LinearParams::from(params);
+            Parts {
+                name: "linear",
+                run,
+                preset: RunPreset::default(),
+                preset_name: None,
+                generate: Box::new(move || boxed(LinearRegression::generate(&p)?, &p)),
+            }
+        }
+        SystemCommand::MatrixCompletion { params, run } => {
+            let (p, preset) = params.resolve();
+            Parts {
+                name: "matrix-completion",
+                run,
+                preset,
+                preset_name: preset_name(params.preset),
+                generate: Box::new(move || boxed(MatrixCompletion::generate(&p)?, &p)),
+            }
+        }
+        SystemCommand::MatrixSensing { params, run } => {
+            let p = SensingParams::from(params);
+            Parts {
+                name: "matrix-sensing",
+                run,
+                preset: RunPreset::default(),
+                preset_name: None,
+                generate: Box::new(move || boxed(MatrixSensing::generate(&p)?, &p)),
+            }
+        }
+        SystemCommand::Diagonal { params, run } => {
+            let (p, preset) = params.resolve();
+            Parts {
+                name: "diagonal",
+                run,
+                preset,
+                preset_name: preset_name(params.preset),
+                generate: Box::new(move || boxed(DiagonalNetwork::generate(&p)?, &p)),
+            }
+        }
+        SystemCommand::Relu { params, run } => {
+            let (p, preset) = params.resolve();
+            Parts {
+                name: "relu",
+                run,
+                preset,
+                preset_name: preset_name(params.preset),
+                generate: Box::new(move || boxed(TwoLayerNetwork::generate(&p)?, &p)),
+            }
+        }
+    }
+}
+
 /// Reads `--instance` (checking it is of the right system) or generates an instance.
 fn build_system(
     name: &str,
     run: &RunArgs,
-    generate: impl FnOnce() -> Result<(Box<dyn System>, serde_json::Value)>,
+    generate: &dyn Fn() -> Generated,
 ) -> Result<(Box<dyn System>, InstanceSummary)> {
     let (system, summary) = if let Some(path) = &run.instance {
         let system = load_instance(path).context("reading --instance")?;
@@ -70,54 +150,108 @@ fn build_system(
     Ok((system, summary))
 }
 
-fn config(name: &str, run: &RunArgs) -> Result<RunConfig> {
-    if run.t_end.is_none() && !(run.tau_end.is_finite() && run.tau_end > 0.0) {
-        bail!(
-            "--tau-end must be a positive finite number, got {}",
-            run.tau_end
-        );
+fn config(
+    name: &str,
+    run: &RunArgs,
+    resolved: &ResolvedRun,
+    preset: Option<&str>,
+) -> Result<RunConfig> {
+    if let Some(tau) = run.tau_end {
+        if !(tau.is_finite() && tau > 0.0) {
+            bail!("--tau-end must be a positive finite number, got {tau}");
+        }
     }
-    let t_end = run.t_end.unwrap_or(run.tau_end / run.lambda);
-    let method = run.method();
-    let max_steps = run.max_steps.unwrap_or(match method {
-        grokflow_engine::Method::GradientDescent { .. } => 1_000_000_000,
+    let max_steps = run.max_steps.unwrap_or(match resolved.method {
+        Method::GradientDescent { .. } => 1_000_000_000,
         _ => 1_000_000,
     });
+    let out = run.out.clone().unwrap_or_else(|| {
+        let dir = default_out_dir(name, resolved.lambda, resolved.method);
+        match preset {
+            Some(p) => dir.with_file_name(format!(
+                "{}-{p}",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            None => dir,
+        }
+    });
     Ok(RunConfig {
-        lambda: run.lambda,
+        lambda: resolved.lambda,
         time: run.time.into(),
-        t_end,
-        method,
+        t_end: resolved.t_end,
+        method: resolved.method,
         rtol: run.rtol,
         atol: run.atol,
         max_steps,
         t_min: run.t_min,
         per_decade: run.per_decade,
-        out: run
-            .out
-            .clone()
-            .unwrap_or_else(|| default_out_dir(name, run.lambda, method)),
+        out,
         plot: !run.no_plot,
         progress: !run.quiet,
     })
 }
 
 fn run(cli: SimulateCli) -> Result<ExitCode> {
-    let (name, run) = match &cli.system {
-        SystemCommand::Linear { run, .. } => ("linear", run),
-    };
+    let Parts {
+        name,
+        run,
+        preset,
+        preset_name,
+        generate,
+    } = parts(&cli.system);
+    let resolved = run.resolve(&preset, 10.0);
     // Check the run's options before building or writing anything.
-    let cfg = config(name, run)?;
+    let cfg = config(name, run, &resolved, preset_name.as_deref())?;
     cfg.validate()?;
-    let (system, instance) = match &cli.system {
-        SystemCommand::Linear { params, run } => {
-            let p = LinearParams::from(params);
-            build_system("linear", run, || {
-                let lr = LinearRegression::generate(&p)?;
-                Ok((Box::new(lr) as Box<dyn System>, serde_json::to_value(&p)?))
-            })?
+    let (mut system, instance) = build_system(name, run, generate.as_ref())?;
+    if let (SystemCommand::Relu { params, .. }, Some(_)) = (&cli.system, &run.instance) {
+        // A loaded two-layer network runs with the activation asked for on the command line.
+        if params.activation.is_some() {
+            if let Some(swapped) = system.with_activation(params.activation()) {
+                system = swapped;
+            }
         }
-    };
+    }
+    if let SystemCommand::Relu { params, .. } = &cli.system {
+        if let Some(betas) = &params.sharpness_sweep {
+            let (rows, files) =
+                grokflow::simulate::sharpness_sweep(system.as_ref(), instance, &cfg, betas)?;
+            if !run.quiet {
+                println!("softplus sharpness sweep · λ = {:e}", cfg.lambda);
+                println!(
+                    "  {:>8} {:>7} {:>8} {:>11} {:>6} {:>13}",
+                    "β", "steps", "wall s", "test loss", "kinks", "sup |Δf|"
+                );
+                for r in &rows {
+                    println!(
+                        "  {:>8} {:>7} {:>8.3} {:>11.3e} {:>6} {:>13}",
+                        r.beta,
+                        r.steps,
+                        r.wall_s,
+                        r.test_loss.unwrap_or(f64::NAN),
+                        r.kinks.map(|k| k.to_string()).unwrap_or_default(),
+                        r.sup_change
+                            .map(|d| format!("{d:.3e}"))
+                            .unwrap_or_else(|| "—".into())
+                    );
+                }
+                let names: Vec<String> = files
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                println!(
+                    "  wrote {}/{{{}}} and one run directory per β",
+                    cfg.out.display(),
+                    names.join(", ")
+                );
+            }
+            return Ok(if rows.iter().all(|r| r.complete) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            });
+        }
+    }
     let result = run_system(system.as_ref(), instance, &cfg)?;
     if !run.quiet {
         print!("{}", human_summary(&result, &cfg.out));

@@ -72,3 +72,10 @@ pub fn permutation(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
     }
     p
 }
+
+/// An n×k matrix with orthonormal columns: the Q factor of a Gaussian matrix.
+pub fn orthonormal_columns(rng: &mut ChaCha8Rng, n: usize, k: usize) -> DMat {
+    let g = gaussian_mat(rng, n, k, 1.0);
+    let qr = g.qr();
+    qr.compute_thin_Q()
+}

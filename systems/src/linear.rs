@@ -270,6 +270,19 @@ impl LinearRegression {
         }
     }
 
+    /// Distance to the min-norm solution and the residual norm at θ.
+    pub fn report(&self, theta: &[f64]) -> LinearReport {
+        let mut r = vec![0.0; self.n()];
+        self.residual_into(theta, &mut r);
+        LinearReport {
+            residual_norm: dot(&r, &r).sqrt(),
+            distance_to_min_norm: self
+                .truth()
+                .ok()
+                .map(|t| grokflow_engine::la::distance(theta, t.min_norm_solution())),
+        }
+    }
+
     /// The closed forms of this instance (a thin SVD of X).
     pub fn truth(&self) -> Result<LinearTruth, SystemError> {
         LinearTruth::new(self)
@@ -328,6 +341,15 @@ impl Observables for LinearRegression {
                 .sum::<f64>()
         })
     }
+}
+
+/// What a researcher looks at in a linear-regression solution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearReport {
+    /// ‖Xθ − y‖.
+    pub residual_norm: f64,
+    /// ‖θ − X⁺y‖ (null if X is rank deficient).
+    pub distance_to_min_norm: Option<f64>,
 }
 
 /// The closed forms of linear regression, from the thin SVD X = U S Vᵀ

@@ -1,0 +1,406 @@
+//! Symmetric matrix sensing (DESIGN.md §2.3, paper App. C, eq. 26): θ = U ∈ R^{n×r},
+//! F = (1/2m) Σₖ (⟨Aₖ, UUᵀ⟩ − bₖ)² with symmetric Aₖ. With rₖ the residuals:
+//! ∇F = (2/m) Σₖ rₖ AₖU and H·dU = (2/m) Σₖ [rₖ Aₖ dU + ⟨Aₖ, dU Uᵀ + U dUᵀ⟩ AₖU].
+//! θ is vec(U), row by row. Since ‖U‖² = tr(UUᵀ) = ‖UUᵀ‖_*, the slow phase minimises the
+//! nuclear norm of the learned PSD matrix over the interpolating set.
+
+use grokflow_engine::la::{DMat, MatMut};
+use grokflow_engine::{Loss, Observables};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
+use crate::error::{invalid_instance, invalid_params, SystemError};
+use crate::spectral::{singular_values, MatrixReport};
+
+/// Parameters of a generated matrix-sensing instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensingParams {
+    /// Size n of the PSD matrix.
+    pub n: usize,
+    /// Width r of U (r = n is the fully overparameterised case the theory covers).
+    pub width: usize,
+    /// Rank of the ground truth M* = P diag(s) Pᵀ.
+    pub rank: usize,
+    /// Its eigenvalues s (length `rank`).
+    pub eigenvalues: Vec<f64>,
+    /// Number of measurements m (< n(n+1)/2, else the interpolating set is one point).
+    pub measurements: usize,
+    /// Entries of U at θ_init ~ N(0, σ²).
+    pub init_scale: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for SensingParams {
+    /// n = 10, r = 10, a rank-2 truth with eigenvalues 4 and 2, m = 40 Gaussian (GOE)
+    /// measurements out of the 55 a symmetric 10×10 matrix has, σ_init = 1.
+    fn default() -> Self {
+        Self {
+            n: 10,
+            width: 10,
+            rank: 2,
+            eigenvalues: vec![4.0, 2.0],
+            measurements: 40,
+            init_scale: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl SensingParams {
+    /// Checks sizes and scales.
+    pub fn validate(&self) -> Result<(), SystemError> {
+        if self.n == 0 || self.width == 0 {
+            return Err(invalid_params(format!(
+                "n and the width must be at least 1 (got n = {}, r = {})",
+                self.n, self.width
+            )));
+        }
+        if self.width > self.n {
+            return Err(invalid_params(format!(
+                "the width r = {} exceeds n = {}",
+                self.width, self.n
+            )));
+        }
+        if self.rank == 0 || self.rank > self.n {
+            return Err(invalid_params(format!(
+                "the rank must be between 1 and n = {} (got {})",
+                self.n, self.rank
+            )));
+        }
+        if self.eigenvalues.len() != self.rank
+            || self
+                .eigenvalues
+                .iter()
+                .any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(invalid_params(format!(
+                "give {} positive finite eigenvalues, one per rank",
+                self.rank
+            )));
+        }
+        if self.measurements == 0 {
+            return Err(invalid_params("at least one measurement is needed"));
+        }
+        if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {
+            return Err(invalid_params(format!(
+                "the init scale must be finite and ≥ 0, got {}",
+                self.init_scale
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The instance file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensingInstanceFile {
+    /// Always "matrix-sensing".
+    pub system: String,
+    /// Generation parameters, if generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<SensingParams>,
+    /// The symmetric measurement matrices Aₖ (each n rows of n).
+    pub a: Vec<Vec<Vec<f64>>>,
+    /// The measurements bₖ.
+    pub b: Vec<f64>,
+    /// U at θ_init (n rows of r).
+    pub u_init: Vec<Vec<f64>>,
+    /// M*, if known: the test metric is ‖UUᵀ − M*‖²_F/n².
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth: Option<Vec<Vec<f64>>>,
+}
+
+/// A matrix-sensing instance.
+#[derive(Clone, Debug)]
+pub struct MatrixSensing {
+    params: Option<SensingParams>,
+    n: usize,
+    r: usize,
+    a: Vec<DMat>,
+    b: Vec<f64>,
+    truth: Option<DMat>,
+    theta_init: Vec<f64>,
+}
+
+impl MatrixSensing {
+    /// A generated instance: Aₖ = (Gₖ + Gₖᵀ)/2 with Gₖ standard Gaussian, bₖ = ⟨Aₖ, M*⟩.
+    pub fn generate(p: &SensingParams) -> Result<Self, SystemError> {
+        p.validate()?;
+        let mut g = rng(p.seed);
+        let basis = orthonormal_columns(&mut g, p.n, p.rank);
+        let truth = DMat::from_fn(p.n, p.n, |i, j| {
+            (0..p.rank)
+                .map(|k| basis[(i, k)] * p.eigenvalues[k] * basis[(j, k)])
+                .sum()
+        });
+        let a: Vec<DMat> = (0..p.measurements)
+            .map(|_| {
+                let m = gaussian_mat(&mut g, p.n, p.n, 1.0);
+                DMat::from_fn(p.n, p.n, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]))
+            })
+            .collect();
+        let b = a.iter().map(|ak| inner(ak, &truth)).collect();
+        let u = gaussian_mat(&mut g, p.n, p.width, p.init_scale);
+        let theta_init = (0..p.n)
+            .flat_map(|i| (0..p.width).map(move |k| (i, k)))
+            .map(|(i, k)| u[(i, k)])
+            .collect();
+        Self::new(Some(p.clone()), p.n, p.width, a, b, Some(truth), theta_init)
+    }
+
+    fn new(
+        params: Option<SensingParams>,
+        n: usize,
+        r: usize,
+        a: Vec<DMat>,
+        b: Vec<f64>,
+        truth: Option<DMat>,
+        theta_init: Vec<f64>,
+    ) -> Result<Self, SystemError> {
+        if a.is_empty() {
+            return Err(invalid_instance("there are no measurements"));
+        }
+        check_vec(&b, a.len(), "b")?;
+        for (k, ak) in a.iter().enumerate() {
+            if ak.nrows() != n || ak.ncols() != n {
+                return Err(invalid_instance(format!(
+                    "a[{k}] is {}×{}, expected {n}×{n}",
+                    ak.nrows(),
+                    ak.ncols()
+                )));
+            }
+            let asym = (ak - ak.transpose()).norm_l2();
+            if asym > 1e-12 * ak.norm_l2().max(1.0) {
+                return Err(invalid_instance(format!("a[{k}] is not symmetric")));
+            }
+        }
+        check_vec(&theta_init, n * r, "θ_init")?;
+        Ok(Self {
+            params,
+            n,
+            r,
+            a,
+            b,
+            truth,
+            theta_init,
+        })
+    }
+
+    /// Reads an instance file.
+    pub fn from_file(f: SensingInstanceFile) -> Result<Self, SystemError> {
+        if f.system != "matrix-sensing" {
+            return Err(invalid_instance(format!(
+                "this is a \"{}\" instance, not a \"matrix-sensing\" one",
+                f.system
+            )));
+        }
+        let n = f.u_init.len();
+        let r = f.u_init.first().map(|row| row.len()).unwrap_or(0);
+        if n == 0 || r == 0 {
+            return Err(invalid_instance("u_init is empty"));
+        }
+        let u = rows_to_mat(&f.u_init, r, "u_init")?;
+        let a =
+            f.a.iter()
+                .enumerate()
+                .map(|(k, rows)| {
+                    let m = rows_to_mat(rows, n, &format!("a[{k}]"))?;
+                    if m.nrows() != n {
+                        return Err(invalid_instance(format!(
+                            "a[{k}] has {} rows, expected {n}",
+                            m.nrows()
+                        )));
+                    }
+                    Ok(m)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+        let truth = match &f.truth {
+            Some(rows) => {
+                let t = rows_to_mat(rows, n, "truth")?;
+                if t.nrows() != n {
+                    return Err(invalid_instance(format!(
+                        "truth has {} rows, expected {n}",
+                        t.nrows()
+                    )));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let theta_init = (0..n)
+            .flat_map(|i| (0..r).map(move |k| (i, k)))
+            .map(|(i, k)| u[(i, k)])
+            .collect();
+        Self::new(f.params, n, r, a, f.b, truth, theta_init)
+    }
+
+    /// The instance file contents.
+    pub fn to_file(&self) -> SensingInstanceFile {
+        SensingInstanceFile {
+            system: "matrix-sensing".into(),
+            params: self.params.clone(),
+            a: self.a.iter().map(mat_to_rows).collect(),
+            b: self.b.clone(),
+            u_init: mat_to_rows(&self.factor(&self.theta_init)),
+            truth: self.truth.as_ref().map(mat_to_rows),
+        }
+    }
+
+    /// Generation parameters.
+    pub fn params(&self) -> Option<&SensingParams> {
+        self.params.as_ref()
+    }
+
+    /// θ_init.
+    pub fn theta_init(&self) -> &[f64] {
+        &self.theta_init
+    }
+
+    /// U of θ.
+    pub fn factor(&self, theta: &[f64]) -> DMat {
+        DMat::from_fn(self.n, self.r, |i, k| theta[i * self.r + k])
+    }
+
+    /// UUᵀ.
+    pub fn product(&self, theta: &[f64]) -> DMat {
+        let u = self.factor(theta);
+        &u * u.transpose()
+    }
+
+    /// (rₖ, AₖU): the residuals and the products the derivatives are made of.
+    fn residuals_and_au(&self, theta: &[f64]) -> (Vec<f64>, Vec<DMat>) {
+        let u = self.factor(theta);
+        let x = &u * u.transpose();
+        let res = self
+            .a
+            .iter()
+            .zip(&self.b)
+            .map(|(ak, bk)| inner(ak, &x) - bk)
+            .collect();
+        let au = self.a.iter().map(|ak| ak * &u).collect();
+        (res, au)
+    }
+
+    /// Rank, relative error and norms of UUᵀ at θ.
+    pub fn report(&self, theta: &[f64]) -> MatrixReport {
+        MatrixReport::new(
+            &self.product(theta),
+            self.truth.as_ref(),
+            theta.iter().map(|x| x * x).sum(),
+            1.0,
+        )
+    }
+}
+
+/// ⟨A, B⟩ = Σ Aᵢⱼ Bᵢⱼ.
+fn inner(a: &DMat, b: &DMat) -> f64 {
+    let mut s = 0.0;
+    for j in 0..a.ncols() {
+        for i in 0..a.nrows() {
+            s += a[(i, j)] * b[(i, j)];
+        }
+    }
+    s
+}
+
+impl Loss for MatrixSensing {
+    fn name(&self) -> &str {
+        "matrix-sensing"
+    }
+
+    fn dim(&self) -> usize {
+        self.n * self.r
+    }
+
+    /// F = (1/2m) Σₖ rₖ².
+    fn value(&self, theta: &[f64]) -> f64 {
+        let u = self.factor(theta);
+        let x = &u * u.transpose();
+        let m = self.a.len() as f64;
+        self.a
+            .iter()
+            .zip(&self.b)
+            .map(|(ak, bk)| (inner(ak, &x) - bk).powi(2))
+            .sum::<f64>()
+            / (2.0 * m)
+    }
+
+    /// ∇F = (2/m) Σₖ rₖ AₖU.
+    fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
+        let (res, au) = self.residuals_and_au(theta);
+        let c = 2.0 / self.a.len() as f64;
+        grad.fill(0.0);
+        for (rk, auk) in res.iter().zip(&au) {
+            for i in 0..self.n {
+                for k in 0..self.r {
+                    grad[i * self.r + k] += c * rk * auk[(i, k)];
+                }
+            }
+        }
+    }
+
+    /// H[(a,k),(b,l)] = (2/m) Σ_q [r_q (A_q)_{ab} δ_{kl} + 2 (A_qU)_{ak} (A_qU)_{bl}].
+    fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
+        let (res, au) = self.residuals_and_au(theta);
+        let (n, r) = (self.n, self.r);
+        let c = 2.0 / self.a.len() as f64;
+        h.fill(0.0);
+        for ((rk, auk), ak) in res.iter().zip(&au).zip(&self.a) {
+            for a in 0..n {
+                for k in 0..r {
+                    let row = a * r + k;
+                    let left = 2.0 * c * auk[(a, k)];
+                    for b in 0..n {
+                        let diag = c * rk * ak[(a, b)];
+                        h[(row, b * r + k)] += diag;
+                        for l in 0..r {
+                            h[(row, b * r + l)] += left * auk[(b, l)];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// (2/m) Σₖ [rₖ Aₖ dU + 2⟨AₖU, dU⟩ AₖU].
+    fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
+        let (res, au) = self.residuals_and_au(theta);
+        let du = self.factor(v);
+        let c = 2.0 / self.a.len() as f64;
+        out.fill(0.0);
+        for ((rk, auk), ak) in res.iter().zip(&au).zip(&self.a) {
+            let adu = ak * &du;
+            let s = 2.0 * inner(auk, &du);
+            for i in 0..self.n {
+                for k in 0..self.r {
+                    out[i * self.r + k] += c * (rk * adu[(i, k)] + s * auk[(i, k)]);
+                }
+            }
+        }
+    }
+}
+
+impl Observables for MatrixSensing {
+    /// ‖UUᵀ − M*‖²_F / n².
+    fn test_loss(&self, theta: &[f64]) -> Option<f64> {
+        let truth = self.truth.as_ref()?;
+        Some((&self.product(theta) - truth).squared_norm_l2() / (self.n * self.n) as f64)
+    }
+
+    /// The eigenvalues of UUᵀ (sv_1 ≥ …), ‖U‖² and ‖UUᵀ‖_* (equal for a PSD UUᵀ).
+    fn extra_columns(&self) -> Vec<String> {
+        let mut c: Vec<String> = (1..=self.r).map(|k| format!("sv_{k}")).collect();
+        c.push("weight_sq_norm".into());
+        c.push("nuclear_norm".into());
+        c
+    }
+
+    fn extra_values(&self, theta: &[f64], out: &mut Vec<f64>) {
+        let sv = singular_values(&self.product(theta));
+        out.extend(sv.iter().take(self.r));
+        out.push(theta.iter().map(|x| x * x).sum());
+        out.push(sv.iter().sum());
+    }
+}

@@ -1,0 +1,466 @@
+//! Two-layer network on 1-D inputs (DESIGN.md §2.5, paper Figure 3; outside the theory for
+//! the ReLU): f(x) = Σⱼ aⱼ σ(wⱼx + bⱼ), θ = (a, w, b) ∈ R^{3m},
+//! F = Σᵢ (f(xᵢ) − yᵢ)²/(2n). With zᵢⱼ = wⱼxᵢ + bⱼ, eᵢ = f(xᵢ) − yᵢ and Jᵢ = ∇_θ f(xᵢ) =
+//! (σ(zᵢⱼ), aⱼσ'(zᵢⱼ)xᵢ, aⱼσ'(zᵢⱼ))ⱼ: ∇F = (1/n) Σᵢ eᵢJᵢ and
+//! ∇²F = (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ∇²f(xᵢ)], where ∇²f(xᵢ) is block-diagonal over neurons with
+//! ∂²f/∂a∂w = σ'x, ∂²f/∂a∂b = σ', ∂²f/∂w² = aσ''x², ∂²f/∂w∂b = aσ''x, ∂²f/∂b² = aσ''.
+//!
+//! The ReLU is not C³: its almost-everywhere derivatives (σ'' = 0) are used, and its
+//! gradient jumps where a kink crosses a data point. The softplus σ_β(z) = log(1 + e^{βz})/β
+//! is smooth, satisfies the theory's assumptions, and tends to the ReLU as β → ∞.
+
+use grokflow_engine::la::MatMut;
+use grokflow_engine::{Loss, Observables};
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::curve::{grid, Curve};
+use crate::data::{check_vec, gaussian_vec, rng};
+use crate::error::{invalid_instance, invalid_params, SystemError};
+
+/// The activation σ.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activation {
+    /// max(z, 0), with σ' = 1[z > 0] and σ'' = 0.
+    Relu,
+    /// log(1 + e^{βz})/β.
+    Softplus {
+        /// The sharpness β > 0.
+        beta: f64,
+    },
+}
+
+impl Activation {
+    /// (σ(z), σ'(z), σ''(z)).
+    pub fn eval(&self, z: f64) -> (f64, f64, f64) {
+        match *self {
+            Activation::Relu => {
+                if z > 0.0 {
+                    (z, 1.0, 0.0)
+                } else {
+                    (0.0, 0.0, 0.0)
+                }
+            }
+            Activation::Softplus { beta } => {
+                let t = beta * z;
+                // log(1 + eᵗ) = max(t, 0) + log1p(e^{−|t|}), stable for large |t|.
+                let value = (t.max(0.0) + (-t.abs()).exp().ln_1p()) / beta;
+                let s = if t >= 0.0 {
+                    1.0 / (1.0 + (-t).exp())
+                } else {
+                    t.exp() / (1.0 + t.exp())
+                };
+                (value, s, beta * s * (1.0 - s))
+            }
+        }
+    }
+}
+
+/// The teacher function f*.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReluTeacher {
+    /// f*(x) = Σₖ cₖ ReLU(dₖx + eₖ), as (cₖ, dₖ, eₖ).
+    pub neurons: Vec<(f64, f64, f64)>,
+}
+
+impl ReluTeacher {
+    /// The paper's teacher: f*(x) = 2σ(1 − x) + 4σ(x + 0.25) − 8σ(x − 1).
+    pub fn paper() -> Self {
+        Self {
+            neurons: vec![(2.0, -1.0, 1.0), (4.0, 1.0, 0.25), (-8.0, 1.0, -1.0)],
+        }
+    }
+
+    /// f*(x).
+    pub fn eval(&self, x: f64) -> f64 {
+        self.neurons
+            .iter()
+            .map(|(c, d, e)| c * (d * x + e).max(0.0))
+            .sum()
+    }
+}
+
+/// Parameters of a generated two-layer-network instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReluParams {
+    /// Hidden neurons m.
+    pub width: usize,
+    /// Training points n, x ~ U[−2, 2].
+    pub n: usize,
+    /// θ_init ~ N(0, σ²) with σ² = `init_variance`.
+    pub init_variance: f64,
+    /// σ.
+    pub activation: Activation,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for ReluParams {
+    /// The paper's Figure 3 (m = 100 neurons, n = 10 points in [−2, 2], initialisation
+    /// variance 4, the paper's teacher) with the smooth softplus of sharpness 10.
+    fn default() -> Self {
+        Self {
+            width: 100,
+            n: 10,
+            init_variance: 4.0,
+            activation: Activation::Softplus { beta: 10.0 },
+            seed: 0,
+        }
+    }
+}
+
+impl ReluParams {
+    /// Checks sizes and scales.
+    pub fn validate(&self) -> Result<(), SystemError> {
+        if self.width == 0 || self.n == 0 {
+            return Err(invalid_params(format!(
+                "need at least one neuron and one point (got m = {}, n = {})",
+                self.width, self.n
+            )));
+        }
+        if !(self.init_variance.is_finite() && self.init_variance > 0.0) {
+            return Err(invalid_params(format!(
+                "the init variance must be positive and finite, got {}",
+                self.init_variance
+            )));
+        }
+        if let Activation::Softplus { beta } = self.activation {
+            if !(beta.is_finite() && beta > 0.0) {
+                return Err(invalid_params(format!(
+                    "the softplus sharpness must be positive and finite, got {beta}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The input range of the data.
+pub const DOMAIN: (f64, f64) = (-2.0, 2.0);
+/// Points of the grid on which the test loss is measured.
+pub const TEST_GRID: usize = 401;
+
+/// The instance file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReluInstanceFile {
+    /// Always "relu".
+    pub system: String,
+    /// Generation parameters, if generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<ReluParams>,
+    /// σ.
+    pub activation: Activation,
+    /// Training inputs.
+    pub x: Vec<f64>,
+    /// Training targets.
+    pub y: Vec<f64>,
+    /// θ_init = (a, w, b), 3m entries.
+    pub theta_init: Vec<f64>,
+    /// The teacher, if known (the test loss is measured against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<ReluTeacher>,
+}
+
+/// A two-layer-network instance.
+#[derive(Clone, Debug)]
+pub struct TwoLayerNetwork {
+    params: Option<ReluParams>,
+    activation: Activation,
+    m: usize,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    teacher: Option<ReluTeacher>,
+    test_x: Vec<f64>,
+    test_y: Vec<f64>,
+    theta_init: Vec<f64>,
+}
+
+impl TwoLayerNetwork {
+    /// A generated instance.
+    pub fn generate(p: &ReluParams) -> Result<Self, SystemError> {
+        p.validate()?;
+        let mut g = rng(p.seed);
+        let teacher = ReluTeacher::paper();
+        let x: Vec<f64> = (0..p.n)
+            .map(|_| g.random_range(DOMAIN.0..DOMAIN.1))
+            .collect();
+        let y = x.iter().map(|&xi| teacher.eval(xi)).collect();
+        let theta_init = gaussian_vec(&mut g, 3 * p.width, p.init_variance.sqrt());
+        Self::new(
+            Some(p.clone()),
+            p.activation,
+            x,
+            y,
+            Some(teacher),
+            theta_init,
+        )
+    }
+
+    fn new(
+        params: Option<ReluParams>,
+        activation: Activation,
+        x: Vec<f64>,
+        y: Vec<f64>,
+        teacher: Option<ReluTeacher>,
+        theta_init: Vec<f64>,
+    ) -> Result<Self, SystemError> {
+        if x.is_empty() {
+            return Err(invalid_instance("there are no training points"));
+        }
+        check_vec(&x, x.len(), "x")?;
+        check_vec(&y, x.len(), "y")?;
+        if theta_init.is_empty() || !theta_init.len().is_multiple_of(3) {
+            return Err(invalid_instance(format!(
+                "theta_init has {} entries, expected 3m = (a, w, b)",
+                theta_init.len()
+            )));
+        }
+        check_vec(&theta_init, theta_init.len(), "theta_init")?;
+        if let Activation::Softplus { beta } = activation {
+            if !(beta.is_finite() && beta > 0.0) {
+                return Err(invalid_instance(format!(
+                    "the softplus sharpness must be positive, got {beta}"
+                )));
+            }
+        }
+        let test_x = grid(DOMAIN.0, DOMAIN.1, TEST_GRID);
+        let test_y = match &teacher {
+            Some(t) => test_x.iter().map(|&v| t.eval(v)).collect(),
+            None => Vec::new(),
+        };
+        Ok(Self {
+            params,
+            activation,
+            m: theta_init.len() / 3,
+            x,
+            y,
+            teacher,
+            test_x,
+            test_y,
+            theta_init,
+        })
+    }
+
+    /// Reads an instance file.
+    pub fn from_file(f: ReluInstanceFile) -> Result<Self, SystemError> {
+        if f.system != "relu" {
+            return Err(invalid_instance(format!(
+                "this is a \"{}\" instance, not a \"relu\" one",
+                f.system
+            )));
+        }
+        Self::new(f.params, f.activation, f.x, f.y, f.teacher, f.theta_init)
+    }
+
+    /// The instance file contents.
+    pub fn to_file(&self) -> ReluInstanceFile {
+        ReluInstanceFile {
+            system: "relu".into(),
+            params: self.params.clone(),
+            activation: self.activation,
+            x: self.x.clone(),
+            y: self.y.clone(),
+            theta_init: self.theta_init.clone(),
+            teacher: self.teacher.clone(),
+        }
+    }
+
+    /// The same instance with another activation (to compare sharpnesses on one instance).
+    pub fn with_activation(&self, activation: Activation) -> Self {
+        Self {
+            activation,
+            ..self.clone()
+        }
+    }
+
+    /// Generation parameters.
+    pub fn params(&self) -> Option<&ReluParams> {
+        self.params.as_ref()
+    }
+
+    /// The activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// θ_init.
+    pub fn theta_init(&self) -> &[f64] {
+        &self.theta_init
+    }
+
+    /// f(x) at θ.
+    pub fn predict_at(&self, theta: &[f64], x: f64) -> f64 {
+        let m = self.m;
+        (0..m)
+            .map(|j| theta[j] * self.activation.eval(theta[m + j] * x + theta[2 * m + j]).0)
+            .sum()
+    }
+
+    /// Kinks of the learned function inside the input range: positions −bⱼ/wⱼ ∈ (−2, 2) of
+    /// neurons whose slope change |aⱼwⱼ| exceeds 10⁻² of the largest, merged when closer
+    /// than 0.02.
+    pub fn kinks(&self, theta: &[f64]) -> Vec<f64> {
+        let m = self.m;
+        let jumps: Vec<f64> = (0..m).map(|j| (theta[j] * theta[m + j]).abs()).collect();
+        let top = jumps.iter().cloned().fold(0.0, f64::max);
+        let mut pos: Vec<f64> = (0..m)
+            .filter(|&j| jumps[j] > 1e-2 * top && theta[m + j] != 0.0)
+            .map(|j| -theta[2 * m + j] / theta[m + j])
+            .filter(|p| *p > DOMAIN.0 && *p < DOMAIN.1)
+            .collect();
+        pos.sort_by(|a, b| a.total_cmp(b));
+        let mut merged: Vec<f64> = Vec::new();
+        for p in pos {
+            if merged.last().is_none_or(|last| p - last > 0.02) {
+                merged.push(p);
+            }
+        }
+        merged
+    }
+
+    /// The number of kinks and their positions.
+    pub fn report(&self, theta: &[f64]) -> ReluReport {
+        let kinks = self.kinks(theta);
+        ReluReport {
+            kink_count: kinks.len(),
+            kinks,
+            activation: self.activation,
+        }
+    }
+}
+
+/// What a researcher looks at in a learned two-layer network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReluReport {
+    /// See [`TwoLayerNetwork::kinks`].
+    pub kinks: Vec<f64>,
+    /// Their number.
+    pub kink_count: usize,
+    /// The activation.
+    pub activation: Activation,
+}
+
+impl Loss for TwoLayerNetwork {
+    fn name(&self) -> &str {
+        "relu"
+    }
+
+    fn dim(&self) -> usize {
+        3 * self.m
+    }
+
+    fn value(&self, theta: &[f64]) -> f64 {
+        let n = self.x.len();
+        (0..n)
+            .map(|i| (self.predict_at(theta, self.x[i]) - self.y[i]).powi(2))
+            .sum::<f64>()
+            / (2.0 * n as f64)
+    }
+
+    /// (1/n) Σᵢ eᵢ Jᵢ.
+    fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
+        let (m, n) = (self.m, self.x.len());
+        grad.fill(0.0);
+        for i in 0..n {
+            let xi = self.x[i];
+            let e = (self.predict_at(theta, xi) - self.y[i]) / n as f64;
+            for j in 0..m {
+                let (s, ds, _) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
+                grad[j] += e * s;
+                grad[m + j] += e * theta[j] * ds * xi;
+                grad[2 * m + j] += e * theta[j] * ds;
+            }
+        }
+    }
+
+    /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ ∇²f(xᵢ)].
+    fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
+        let (m, n) = (self.m, self.x.len());
+        h.fill(0.0);
+        let mut jv = vec![0.0; 3 * m];
+        for i in 0..n {
+            let xi = self.x[i];
+            let e = self.predict_at(theta, xi) - self.y[i];
+            let mut second = Vec::with_capacity(m);
+            for j in 0..m {
+                let (s, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
+                jv[j] = s;
+                jv[m + j] = theta[j] * ds * xi;
+                jv[2 * m + j] = theta[j] * ds;
+                second.push((ds, dds));
+            }
+            let w = 1.0 / n as f64;
+            for c in 0..3 * m {
+                let jc = w * jv[c];
+                if jc != 0.0 {
+                    for r in 0..3 * m {
+                        h[(r, c)] += jc * jv[r];
+                    }
+                }
+            }
+            let ew = e * w;
+            for (j, &(ds, dds)) in second.iter().enumerate() {
+                let (ia, iw, ib) = (j, m + j, 2 * m + j);
+                let a = theta[j];
+                let entries = [
+                    (ia, iw, ds * xi),
+                    (ia, ib, ds),
+                    (iw, iw, a * dds * xi * xi),
+                    (iw, ib, a * dds * xi),
+                    (ib, ib, a * dds),
+                ];
+                for (r, c, v) in entries {
+                    h[(r, c)] += ew * v;
+                    if r != c {
+                        h[(c, r)] += ew * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Observables for TwoLayerNetwork {
+    /// The mean squared error against the teacher on 401 evenly spaced points of [−2, 2].
+    fn test_loss(&self, theta: &[f64]) -> Option<f64> {
+        self.teacher.as_ref()?;
+        let k = self.test_x.len();
+        Some(
+            self.test_x
+                .iter()
+                .zip(&self.test_y)
+                .map(|(&x, &y)| (self.predict_at(theta, x) - y).powi(2))
+                .sum::<f64>()
+                / k as f64,
+        )
+    }
+
+    /// The number of kinks inside the input range.
+    fn extra_columns(&self) -> Vec<String> {
+        vec!["kinks".into()]
+    }
+
+    fn extra_values(&self, theta: &[f64], out: &mut Vec<f64>) {
+        out.push(self.kinks(theta).len() as f64);
+    }
+}
+
+impl Curve for TwoLayerNetwork {
+    fn domain(&self) -> (f64, f64) {
+        DOMAIN
+    }
+
+    fn predict(&self, theta: &[f64], x: f64) -> f64 {
+        self.predict_at(theta, x)
+    }
+
+    fn teacher_at(&self, x: f64) -> Option<f64> {
+        self.teacher.as_ref().map(|t| t.eval(x))
+    }
+
+    fn training_points(&self) -> (Vec<f64>, Vec<f64>) {
+        (self.x.clone(), self.y.clone())
+    }
+}
