@@ -294,3 +294,189 @@ pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
     }
     s
 }
+
+/// One system at one λ with one method, against a tight-tolerance reference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SystemRow {
+    /// System name.
+    pub system: String,
+    /// Dimension d.
+    pub dim: usize,
+    /// λ.
+    pub lambda: f64,
+    /// Method name.
+    pub method: String,
+    /// Stop reason.
+    pub status: String,
+    /// Accepted steps.
+    pub steps: usize,
+    /// Newton convergence failures.
+    pub newton_failures: usize,
+    /// Hessian assemblies.
+    pub jac_evals: usize,
+    /// Newton-matrix factorisations.
+    pub lu_factorisations: usize,
+    /// Wall time (seconds).
+    pub wall_s: f64,
+    /// ‖θ_end − θ_ref‖/‖θ_ref‖ against BDF at rtol 1e-11.
+    pub rel_error: Option<f64>,
+    /// Gradient-descent iterations to reach the same τ with η = 1/L, L = ‖∇²F(θ_init)‖₂.
+    pub gd_iterations: f64,
+}
+
+fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
+    let h = system.hessian(system.theta_init());
+    grokflow_engine::la::symmetric_eigen(h.as_ref())
+        .map(|(values, _)| values.iter().cloned().fold(0.0, |m: f64, v| m.max(v.abs())))
+        .unwrap_or(f64::NAN)
+}
+
+/// Every system's default instance in slow time, τ ∈ [0, 10], for each λ: grokflow's BDF and
+/// diffsol's BDF (capped at `diffsol_max_steps` steps), against a reference at rtol 1e-11.
+pub fn bench_systems(lambdas: &[f64], diffsol_max_steps: usize, mut progress: impl FnMut(&str)) -> Result<Vec<SystemRow>> {
+    let mut rows = Vec::new();
+    for entry in grokflow_systems::registry() {
+        let system = (entry.default)(0)?;
+        let l_top = top_eigenvalue(system.as_ref());
+        for &lambda in lambdas {
+            let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
+            progress(&format!("{} λ = {lambda:e}: reference", entry.name));
+            let reference = integrate(&flow, system.theta_init(), Method::Bdf, &Options { rtol: 1e-11, atol: 1e-13, s_end: 10.0, max_steps: 2_000_000 }, &mut [])?;
+            for (method, max_steps) in [(Method::Bdf, 1_000_000), (Method::DiffsolBdf, diffsol_max_steps)] {
+                progress(&format!("{} λ = {lambda:e}: {}", entry.name, method.name()));
+                let out = integrate(&flow, system.theta_init(), method, &Options { rtol: 1e-8, atol: 1e-10, s_end: 10.0, max_steps }, &mut [])?;
+                let finished = out.stop == StopReason::Finished && reference.stop == StopReason::Finished;
+                rows.push(SystemRow {
+                    system: entry.name.into(),
+                    dim: system.dim(),
+                    lambda,
+                    method: method.name().into(),
+                    status: match &out.stop {
+                        StopReason::Finished => "finished".into(),
+                        other => other.describe(),
+                    },
+                    steps: out.stats.steps,
+                    newton_failures: out.stats.nonlinear_failures,
+                    jac_evals: out.stats.jac_evals,
+                    lu_factorisations: out.stats.lu_factorisations,
+                    wall_s: out.stats.wall_s,
+                    rel_error: finished.then(|| distance(&out.theta_final, &reference.theta_final) / norm(&reference.theta_final)),
+                    gd_iterations: 10.0 / (lambda / l_top),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The markdown section of [`bench_systems`].
+pub fn systems_markdown(rows: &[SystemRow]) -> String {
+    let mut s = String::from("\n## Every system, λ = 1e-2 … 1e-8\n\n");
+    s += "Default instance of each system, slow time τ ∈ [0, 10], rtol = 1e-8, atol = 1e-10. \
+          Error: ‖θ(τ = 10) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol = 1e-11, atol = 1e-13. \
+          gd iterations: what gradient descent with η = 1/L (L = ‖∇²F(θ_init)‖₂) needs to reach τ = 10. \
+          diffsol's BDF is stopped at its step cap where noted.\n\n";
+    s += "| system | d | λ | method | steps | Newton failures | Hessians | factorisations | wall s | rel. error | gd iterations | status |\n";
+    s += "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {:e} | {} | {} | {} | {} | {} | {:.3} | {} | {:.1e} | {} |\n",
+            r.system,
+            r.dim,
+            r.lambda,
+            r.method,
+            r.steps,
+            r.newton_failures,
+            r.jac_evals,
+            r.lu_factorisations,
+            r.wall_s,
+            r.rel_error.map(|e| format!("{e:.1e}")).unwrap_or_else(|| "—".into()),
+            r.gd_iterations,
+            r.status
+        );
+    }
+    s
+}
+
+/// One way of computing the paper's Figure 3 (λ = 1e-3, τ ∈ [0, 10]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReluRow {
+    /// What was integrated, and how.
+    pub route: String,
+    /// Stop reason.
+    pub status: String,
+    /// Steps or iterations.
+    pub steps: usize,
+    /// Wall time (seconds).
+    pub wall_s: f64,
+    /// Final test loss.
+    pub test_loss: Option<f64>,
+    /// Final number of kinks.
+    pub kinks: usize,
+    /// sup over [−2, 2] of |f − f_GD| at the end, f_GD the exact ReLU by gradient descent.
+    pub sup_to_gd: Option<f64>,
+}
+
+/// The routes to the paper's Figure 3: the exact ReLU by gradient descent (η = 0.002), by
+/// grokflow's BDF (which fails where the gradient jumps), and the softplus with growing
+/// sharpness by BDF, compared with the gradient-descent function.
+pub fn bench_relu(mut progress: impl FnMut(&str)) -> Result<Vec<ReluRow>> {
+    use grokflow_systems::{Activation, Curve, ReluParams, TwoLayerNetwork};
+    let lambda = 1e-3;
+    let base = TwoLayerNetwork::generate(&ReluParams { activation: Activation::Relu, ..ReluParams::default() })?;
+    let grid = grokflow_systems::curve::grid(-2.0, 2.0, 401);
+    let mut rows = Vec::new();
+    let mut gd_values: Option<Vec<f64>> = None;
+    let mut routes: Vec<(String, TwoLayerNetwork, Method)> = vec![
+        ("exact ReLU, gradient descent η = 0.002".into(), base.clone(), Method::GradientDescent { lr: 2e-3 }),
+        ("exact ReLU, grokflow BDF".into(), base.clone(), Method::Bdf),
+    ];
+    for beta in [10.0, 30.0, 100.0, 300.0, 1000.0] {
+        routes.push((format!("softplus β = {beta}, grokflow BDF"), base.with_activation(Activation::Softplus { beta }), Method::Bdf));
+    }
+    for (route, net, method) in routes {
+        progress(&route);
+        let flow = GradientFlow::regularised(&net, lambda, TimeScale::Slow)?;
+        let max_steps = if method.is_implicit() { 200_000 } else { 100_000_000 };
+        let out = integrate(&flow, net.theta_init(), method, &Options { rtol: 1e-8, atol: 1e-10, s_end: 10.0, max_steps }, &mut [])?;
+        let values: Vec<f64> = grid.iter().map(|&x| net.predict(&out.theta_final, x)).collect();
+        let finished = out.stop == StopReason::Finished;
+        if matches!(method, Method::GradientDescent { .. }) {
+            gd_values = Some(values.clone());
+        }
+        rows.push(ReluRow {
+            route,
+            status: if finished { "finished".into() } else { out.stop.describe() },
+            steps: out.stats.steps,
+            wall_s: out.stats.wall_s,
+            test_loss: grokflow_engine::Observables::test_loss(&net, &out.theta_final),
+            kinks: net.kinks(&out.theta_final).len(),
+            sup_to_gd: (finished && !matches!(method, Method::GradientDescent { .. }))
+                .then(|| gd_values.as_ref().map(|g| g.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)))
+                .flatten(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The markdown section of [`bench_relu`].
+pub fn relu_markdown(rows: &[ReluRow]) -> String {
+    let mut s = String::from("\n## The paper's Figure 3: three routes to the exact ReLU flow\n\n");
+    s += "Default two-layer network (m = 100, n = 10, variance 4, the paper's teacher), λ = 1e-3, \
+          τ ∈ [0, 10]. sup |f − f_GD| compares the learned function at the end with the one \
+          gradient descent gives for the exact ReLU, on 401 points of [−2, 2].\n\n";
+    s += "| route | status | steps | wall s | test loss | kinks | sup |f − f_GD| |\n|---|---|---:|---:|---:|---:|---:|\n";
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            r.route,
+            r.status,
+            r.steps,
+            r.wall_s,
+            r.test_loss.map(|x| format!("{x:.3e}")).unwrap_or_else(|| "—".into()),
+            r.kinks,
+            r.sup_to_gd.map(|x| format!("{x:.1e}")).unwrap_or_else(|| "—".into())
+        );
+    }
+    s
+}

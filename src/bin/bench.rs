@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use grokflow::bench::{bench_linear, markdown, BenchConfig};
+use grokflow::bench::{bench_linear, bench_relu, bench_systems, markdown, relu_markdown, systems_markdown, BenchConfig};
 use grokflow::output::{write_atomic, write_json};
 
 /// Measure grokflow's methods against each other and against gradient descent.
@@ -44,11 +44,13 @@ fn main() -> Result<()> {
         ..BenchConfig::default()
     };
     let rows = bench_linear(&cfg, |what| eprintln!("bench: {what}"))?;
-    write_atomic(&cli.out, markdown(&cfg, &rows, &machine()).as_bytes())?;
-    write_json(
-        &cli.json,
-        &serde_json::json!({ "config": cfg, "rows": rows }),
-    )?;
+    let systems = bench_systems(&cfg.lambdas, 50_000, |what| eprintln!("bench: {what}"))?;
+    let relu = bench_relu(|what| eprintln!("bench: {what}"))?;
+    let mut text = markdown(&cfg, &rows, &machine());
+    text += &systems_markdown(&systems);
+    text += &relu_markdown(&relu);
+    write_atomic(&cli.out, text.as_bytes())?;
+    write_json(&cli.json, &serde_json::json!({ "config": cfg, "linear": rows, "systems": systems, "relu": relu }))?;
     eprintln!(
         "bench: wrote {} and {}",
         cli.out.display(),
