@@ -333,7 +333,11 @@ fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
 
 /// Every system's default instance in slow time, τ ∈ [0, 10], for each λ: grokflow's BDF and
 /// diffsol's BDF (capped at `diffsol_max_steps` steps), against a reference at rtol 1e-11.
-pub fn bench_systems(lambdas: &[f64], diffsol_max_steps: usize, mut progress: impl FnMut(&str)) -> Result<Vec<SystemRow>> {
+pub fn bench_systems(
+    lambdas: &[f64],
+    diffsol_max_steps: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<SystemRow>> {
     let mut rows = Vec::new();
     for entry in grokflow_systems::registry() {
         let system = (entry.default)(0)?;
@@ -341,11 +345,37 @@ pub fn bench_systems(lambdas: &[f64], diffsol_max_steps: usize, mut progress: im
         for &lambda in lambdas {
             let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
             progress(&format!("{} λ = {lambda:e}: reference", entry.name));
-            let reference = integrate(&flow, system.theta_init(), Method::Bdf, &Options { rtol: 1e-11, atol: 1e-13, s_end: 10.0, max_steps: 2_000_000 }, &mut [])?;
-            for (method, max_steps) in [(Method::Bdf, 1_000_000), (Method::DiffsolBdf, diffsol_max_steps)] {
+            let reference = integrate(
+                &flow,
+                system.theta_init(),
+                Method::Bdf,
+                &Options {
+                    rtol: 1e-11,
+                    atol: 1e-13,
+                    s_end: 10.0,
+                    max_steps: 2_000_000,
+                },
+                &mut [],
+            )?;
+            for (method, max_steps) in [
+                (Method::Bdf, 1_000_000),
+                (Method::DiffsolBdf, diffsol_max_steps),
+            ] {
                 progress(&format!("{} λ = {lambda:e}: {}", entry.name, method.name()));
-                let out = integrate(&flow, system.theta_init(), method, &Options { rtol: 1e-8, atol: 1e-10, s_end: 10.0, max_steps }, &mut [])?;
-                let finished = out.stop == StopReason::Finished && reference.stop == StopReason::Finished;
+                let out = integrate(
+                    &flow,
+                    system.theta_init(),
+                    method,
+                    &Options {
+                        rtol: 1e-8,
+                        atol: 1e-10,
+                        s_end: 10.0,
+                        max_steps,
+                    },
+                    &mut [],
+                )?;
+                let finished =
+                    out.stop == StopReason::Finished && reference.stop == StopReason::Finished;
                 rows.push(SystemRow {
                     system: entry.name.into(),
                     dim: system.dim(),
@@ -360,7 +390,10 @@ pub fn bench_systems(lambdas: &[f64], diffsol_max_steps: usize, mut progress: im
                     jac_evals: out.stats.jac_evals,
                     lu_factorisations: out.stats.lu_factorisations,
                     wall_s: out.stats.wall_s,
-                    rel_error: finished.then(|| distance(&out.theta_final, &reference.theta_final) / norm(&reference.theta_final)),
+                    rel_error: finished.then(|| {
+                        distance(&out.theta_final, &reference.theta_final)
+                            / norm(&reference.theta_final)
+                    }),
                     gd_iterations: 10.0 / (lambda / l_top),
                 });
             }
@@ -390,7 +423,9 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
             r.jac_evals,
             r.lu_factorisations,
             r.wall_s,
-            r.rel_error.map(|e| format!("{e:.1e}")).unwrap_or_else(|| "—".into()),
+            r.rel_error
+                .map(|e| format!("{e:.1e}"))
+                .unwrap_or_else(|| "—".into()),
             r.gd_iterations,
             r.status
         );
@@ -423,36 +458,76 @@ pub struct ReluRow {
 pub fn bench_relu(mut progress: impl FnMut(&str)) -> Result<Vec<ReluRow>> {
     use grokflow_systems::{Activation, Curve, ReluParams, TwoLayerNetwork};
     let lambda = 1e-3;
-    let base = TwoLayerNetwork::generate(&ReluParams { activation: Activation::Relu, ..ReluParams::default() })?;
+    let base = TwoLayerNetwork::generate(&ReluParams {
+        activation: Activation::Relu,
+        ..ReluParams::default()
+    })?;
     let grid = grokflow_systems::curve::grid(-2.0, 2.0, 401);
     let mut rows = Vec::new();
     let mut gd_values: Option<Vec<f64>> = None;
     let mut routes: Vec<(String, TwoLayerNetwork, Method)> = vec![
-        ("exact ReLU, gradient descent η = 0.002".into(), base.clone(), Method::GradientDescent { lr: 2e-3 }),
+        (
+            "exact ReLU, gradient descent η = 0.002".into(),
+            base.clone(),
+            Method::GradientDescent { lr: 2e-3 },
+        ),
         ("exact ReLU, grokflow BDF".into(), base.clone(), Method::Bdf),
     ];
     for beta in [10.0, 30.0, 100.0, 300.0, 1000.0] {
-        routes.push((format!("softplus β = {beta}, grokflow BDF"), base.with_activation(Activation::Softplus { beta }), Method::Bdf));
+        routes.push((
+            format!("softplus β = {beta}, grokflow BDF"),
+            base.with_activation(Activation::Softplus { beta }),
+            Method::Bdf,
+        ));
     }
     for (route, net, method) in routes {
         progress(&route);
         let flow = GradientFlow::regularised(&net, lambda, TimeScale::Slow)?;
-        let max_steps = if method.is_implicit() { 200_000 } else { 100_000_000 };
-        let out = integrate(&flow, net.theta_init(), method, &Options { rtol: 1e-8, atol: 1e-10, s_end: 10.0, max_steps }, &mut [])?;
-        let values: Vec<f64> = grid.iter().map(|&x| net.predict(&out.theta_final, x)).collect();
+        let max_steps = if method.is_implicit() {
+            200_000
+        } else {
+            100_000_000
+        };
+        let out = integrate(
+            &flow,
+            net.theta_init(),
+            method,
+            &Options {
+                rtol: 1e-8,
+                atol: 1e-10,
+                s_end: 10.0,
+                max_steps,
+            },
+            &mut [],
+        )?;
+        let values: Vec<f64> = grid
+            .iter()
+            .map(|&x| net.predict(&out.theta_final, x))
+            .collect();
         let finished = out.stop == StopReason::Finished;
         if matches!(method, Method::GradientDescent { .. }) {
             gd_values = Some(values.clone());
         }
         rows.push(ReluRow {
             route,
-            status: if finished { "finished".into() } else { out.stop.describe() },
+            status: if finished {
+                "finished".into()
+            } else {
+                out.stop.describe()
+            },
             steps: out.stats.steps,
             wall_s: out.stats.wall_s,
             test_loss: grokflow_engine::Observables::test_loss(&net, &out.theta_final),
             kinks: net.kinks(&out.theta_final).len(),
             sup_to_gd: (finished && !matches!(method, Method::GradientDescent { .. }))
-                .then(|| gd_values.as_ref().map(|g| g.iter().zip(&values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)))
+                .then(|| {
+                    gd_values.as_ref().map(|g| {
+                        g.iter()
+                            .zip(&values)
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0.0, f64::max)
+                    })
+                })
                 .flatten(),
         });
     }
@@ -473,9 +548,13 @@ pub fn relu_markdown(rows: &[ReluRow]) -> String {
             r.status,
             r.steps,
             r.wall_s,
-            r.test_loss.map(|x| format!("{x:.3e}")).unwrap_or_else(|| "—".into()),
+            r.test_loss
+                .map(|x| format!("{x:.3e}"))
+                .unwrap_or_else(|| "—".into()),
             r.kinks,
-            r.sup_to_gd.map(|x| format!("{x:.1e}")).unwrap_or_else(|| "—".into())
+            r.sup_to_gd
+                .map(|x| format!("{x:.1e}"))
+                .unwrap_or_else(|| "—".into())
         );
     }
     s

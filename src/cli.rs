@@ -182,6 +182,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub save_instance: Option<PathBuf>,
 
+    /// Also integrate the limiting flow on the manifold from Φ(θ_init), compare it with the
+    /// λ-flow in slow time, and find its limit θ_M^∞ (limiting_flow.csv; figure overlay).
+    #[arg(long)]
+    pub limiting_flow: bool,
+
+    /// Slow time from which the λ-flow is compared with the limiting flow (max_distance).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub tau0: f64,
+
+    /// KKT tolerance at which the limiting flow's end counts as its limit θ_M^∞.
+    #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
+    pub kkt_tol: f64,
+
+    /// Local error tolerance of the limiting flow's Runge–Kutta steps.
+    #[arg(long, default_value_t = 1e-9, allow_hyphen_values = true)]
+    pub limiting_rtol: f64,
+
     /// Do not render the figures.
     #[arg(long)]
     pub no_plot: bool,

@@ -102,6 +102,9 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
     /// The system's own measures (rank, support, kinks…) at Φ(θ_init) and at the end.
     pub report: SystemReports,
+    /// The limiting flow, with --limiting-flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limiting_flow: Option<LimitingSummary>,
 }
 
 /// The system's report at the two points that define grokking.
@@ -114,7 +117,7 @@ pub struct SystemReports {
     pub final_state: serde_json::Value,
 }
 
-/// states.json: θ at the three points that matter.
+/// states.json: θ at the points that matter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct States {
     /// θ_init.
@@ -123,6 +126,48 @@ pub struct States {
     pub phi: Option<Vec<f64>>,
     /// θ at the end of the run.
     pub theta_final: Vec<f64>,
+    /// θ_M^∞, the limit of the limiting flow (with --limiting-flow, if reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theta_limit: Option<Vec<f64>>,
+}
+
+/// The limiting flow's section of summary.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitingSummary {
+    /// ‖θ_M‖ where the flow ended.
+    pub norm: f64,
+    /// Test metric where it ended.
+    pub test_loss: Option<f64>,
+    /// max ‖∇F(θ_M)‖/‖∇F(θ_init)‖ along the flow.
+    pub max_drift: f64,
+    /// ‖P(θ_M)θ_M‖/max(‖θ_M‖, 1) where it ended.
+    pub kkt_residual: f64,
+    /// Slow time where it ended.
+    pub tau_end: f64,
+    /// max over recorded τ ≥ τ₀ of ‖θ_λ(τ/λ) − θ_M(τ)‖.
+    pub max_distance: Option<f64>,
+    /// The τ₀ of `max_distance`.
+    pub tau0: f64,
+    /// The same maximum over all recorded τ (it is not small: the fast phase happens at 0).
+    pub max_distance_from_zero: Option<f64>,
+    /// Slow time at which θ_M^∞ was declared (KKT residual below tolerance), if it was.
+    pub tau_limit: Option<f64>,
+    /// ‖θ_M^∞‖.
+    pub limit_norm: Option<f64>,
+    /// Test metric at θ_M^∞.
+    pub limit_test_loss: Option<f64>,
+    /// ‖θ_λ(t_end) − θ_M^∞‖.
+    pub distance_final_to_limit: Option<f64>,
+    /// The smallest Morse–Bott constant μ seen.
+    pub min_mu: f64,
+    /// The smallest spectral gap seen.
+    pub min_gap: f64,
+    /// Why it ended.
+    pub stop_reason: grokflow_engine::LimitingStop,
+    /// Things to know (small gaps…).
+    pub warnings: Vec<String>,
+    /// Work done.
+    pub stats: grokflow_engine::LimitingStats,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

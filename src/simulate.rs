@@ -16,7 +16,7 @@ use grokflow_systems::System;
 
 use crate::output::{
     function_csv, prepare_dir, trajectory_csv, write_atomic, write_json, InstanceSummary,
-    PhiSummary, PointSummary, RunSummary, States, SystemReports,
+    LimitingSummary, PhiSummary, PointSummary, RunSummary, States, SystemReports,
 };
 use crate::progress::{Interrupt, ProgressObserver};
 
@@ -45,8 +45,21 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// Render trajectory.png.
     pub plot: bool,
+    /// Also integrate the limiting flow (None: do not).
+    pub limiting: Option<LimitingConfig>,
     /// Show progress bars.
     pub progress: bool,
+}
+
+/// Settings of the limiting flow beside a run.
+#[derive(Clone, Debug)]
+pub struct LimitingConfig {
+    /// τ₀ of the uniform comparison on [τ₀, τ_end].
+    pub tau0: f64,
+    /// KKT tolerance of θ_M^∞.
+    pub kkt_tol: f64,
+    /// Local error tolerance of the Runge–Kutta steps.
+    pub rtol: f64,
 }
 
 /// What a run produced.
@@ -75,6 +88,17 @@ impl RunConfig {
 }
 
 fn check_config(cfg: &RunConfig) -> Result<()> {
+    if let Some(l) = &cfg.limiting {
+        for (name, v) in [
+            ("--tau0", l.tau0),
+            ("--kkt-tol", l.kkt_tol),
+            ("--limiting-rtol", l.rtol),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a positive finite number, got {v}");
+            }
+        }
+    }
     if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
         bail!(
             "--lambda must be a positive finite number, got {}",
@@ -177,7 +201,9 @@ pub fn run_system(
         .into_iter()
         .filter(|t| *t < cfg.t_end)
         .collect();
-    let mut recorder = Recorder::new(flow, system, &grid).with_marks(&marks);
+    let mut recorder = Recorder::new(flow, system, &grid)
+        .with_marks(&marks)
+        .keep_states(cfg.limiting.is_some());
     let mut guard = BlowUpGuard::for_start(theta_init);
     let mut progress = ProgressObserver::new("λ-flow", flow.clock(cfg.t_min), cfg.progress);
     let outcome = integrate(
@@ -189,6 +215,40 @@ pub fn run_system(
     )?;
     let trajectory = recorder.into_trajectory();
     let complete = outcome.stop.is_success();
+
+    // The limiting flow on M from Φ(θ_init), recorded at the same slow times.
+    let limiting = match (&cfg.limiting, &phi_res) {
+        (Some(lc), Some(p)) => {
+            let taus: Vec<f64> = grid.iter().map(|t| cfg.lambda * t).collect();
+            let opts = grokflow_engine::LimitingOptions {
+                tau_end: cfg.lambda * cfg.t_end,
+                kkt_tol: lc.kkt_tol,
+                rtol: lc.rtol,
+                ..grokflow_engine::LimitingOptions::default()
+            };
+            let g0 = grokflow_engine::la::norm(&system.gradient(theta_init));
+            match grokflow_engine::limiting_flow(
+                system, system, &p.theta, g0, &taus, cfg.lambda, &opts,
+            ) {
+                Ok(res) => Some(res),
+                Err(e) => {
+                    warnings.push(format!("the limiting flow could not run: {e}"));
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            warnings.push(
+                "the limiting flow was not run: it starts at Φ(θ_init), which was not computed"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    let limiting_summary = limiting
+        .as_ref()
+        .map(|res| limiting_summary(system, res, &trajectory, &outcome.theta_final, cfg));
 
     let phi_summary = phi_res.as_ref().map(|p| {
         let pt = point(system, p.t, 0.0, &p.theta);
@@ -241,11 +301,13 @@ pub fn run_system(
                 .unwrap_or(serde_json::Value::Null),
             final_state: system.report(&outcome.theta_final),
         },
+        limiting_flow: limiting_summary,
     };
     let states = States {
         theta_init: theta_init.to_vec(),
         phi: phi_res.map(|p| p.theta),
         theta_final: outcome.theta_final.clone(),
+        theta_limit: limiting.as_ref().and_then(|l| l.theta_limit.clone()),
     };
     let function = system
         .curve()
@@ -276,7 +338,7 @@ pub fn run_system(
             lambda: cfg.lambda,
             t_fit: summary.grokking.t_fit,
             t_grok: summary.grokking.t_grok,
-            overlay: None,
+            overlay: limiting.as_ref().map(|l| ("limiting flow", &l.trajectory)),
         });
         render(&fig, &png).with_context(|| "rendering trajectory.png")?;
         files.push(png);
@@ -302,12 +364,65 @@ pub fn run_system(
             files.push(png);
         }
     }
+    if let Some(l) = &limiting {
+        let csv = dir.join("limiting_flow.csv");
+        write_atomic(&csv, trajectory_csv(&l.trajectory).as_bytes())?;
+        files.push(csv);
+    }
     if let Some((table, columns)) = &function {
         let csv = dir.join("function.csv");
         write_atomic(&csv, function_csv(table, columns).as_bytes())?;
         files.push(csv);
     }
     Ok(RunResult { summary, files })
+}
+
+/// The limiting flow's summary, and its distance to the λ-flow at the shared slow times.
+fn limiting_summary(
+    system: &dyn System,
+    res: &grokflow_engine::LimitingResult,
+    trajectory: &grokflow_engine::Trajectory,
+    theta_final: &[f64],
+    cfg: &RunConfig,
+) -> LimitingSummary {
+    let tau0 = cfg.limiting.as_ref().map(|l| l.tau0).unwrap_or(1.0);
+    let mut max_distance: Option<f64> = None;
+    let mut from_zero: Option<f64> = None;
+    for (s, th) in res.trajectory.samples.iter().zip(&res.trajectory.states) {
+        let j = trajectory.samples.iter().position(|x| x.tau == s.tau);
+        if let Some(j) = j.filter(|&j| j < trajectory.states.len()) {
+            let dist = grokflow_engine::la::distance(th, &trajectory.states[j]);
+            from_zero = Some(from_zero.map_or(dist, |m: f64| m.max(dist)));
+            if s.tau >= tau0 {
+                max_distance = Some(max_distance.map_or(dist, |m: f64| m.max(dist)));
+            }
+        }
+    }
+    LimitingSummary {
+        norm: grokflow_engine::la::norm(&res.theta_end),
+        test_loss: system.test_loss(&res.theta_end),
+        max_drift: res.max_drift,
+        kkt_residual: res.kkt_residual,
+        tau_end: res.tau_end,
+        max_distance,
+        tau0,
+        max_distance_from_zero: from_zero,
+        tau_limit: res.tau_limit,
+        limit_norm: res
+            .theta_limit
+            .as_ref()
+            .map(|t| grokflow_engine::la::norm(t)),
+        limit_test_loss: res.theta_limit.as_ref().and_then(|t| system.test_loss(t)),
+        distance_final_to_limit: res
+            .theta_limit
+            .as_ref()
+            .map(|t| grokflow_engine::la::distance(t, theta_final)),
+        min_mu: res.min_mu,
+        min_gap: res.min_gap,
+        stop_reason: res.stop.clone(),
+        warnings: res.warnings.clone(),
+        stats: res.stats.clone(),
+    }
 }
 
 /// The learned function on a 401-point grid at t = 0, Φ(θ_init), t = 1/λ (if reached) and
@@ -409,6 +524,28 @@ pub fn human_summary(r: &RunResult, dir: &Path) -> String {
         "  solver     {} steps, {} gradient evals, {} Hessians, {} factorisations ({} Cholesky), {:.3} s\n",
         st.steps, st.rhs_evals, st.jac_evals, st.lu_factorisations, st.cholesky_factorisations, st.wall_s
     );
+    if let Some(l) = &s.limiting_flow {
+        out += &format!(
+            "  limiting   θ_M at τ = {:.4}: ‖θ‖ {:.4}, test {}, KKT residual {:.2e}, max drift {:.2e}; max ‖θ_λ − θ_M‖ over τ ≥ {} = {}{}\n",
+            l.tau_end,
+            l.norm,
+            fmt_opt(l.test_loss),
+            l.kkt_residual,
+            l.max_drift,
+            l.tau0,
+            fmt_opt(l.max_distance),
+            match (l.tau_limit, l.distance_final_to_limit) {
+                (Some(tl), Some(dl)) => format!("; θ_M^∞ reached at τ = {tl:.2}, ‖θ_λ(end) − θ_M^∞‖ = {dl:.2e}"),
+                _ => String::new(),
+            }
+        );
+        if !matches!(l.stop_reason, grokflow_engine::LimitingStop::Finished) {
+            out += &format!("  limiting   {}\n", l.stop_reason.describe());
+        }
+        for w in &l.warnings {
+            out += &format!("  warning    {w}\n");
+        }
+    }
     for w in &s.warnings {
         out += &format!("  warning    {w}\n");
     }

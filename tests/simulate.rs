@@ -532,3 +532,64 @@ fn bad_system_parameters_get_a_one_line_error() {
         assert_clean_failure(&a, needle);
     }
 }
+
+#[test]
+fn the_limiting_flow_runs_beside_the_lambda_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lim");
+    let o = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-4",
+        "--limiting-flow",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&out.join("summary.json"));
+    for key in [
+        "norm",
+        "test_loss",
+        "max_drift",
+        "kkt_residual",
+        "tau_end",
+        "max_distance",
+        "tau0",
+    ] {
+        num(&s, &format!("limiting_flow.{key}"));
+    }
+    assert_eq!(s["limiting_flow"]["stop_reason"]["kind"], "finished");
+    // On linear regression the flows agree to O(λ) on τ ≥ τ₀ and the limit is reached.
+    assert!(
+        num(&s, "limiting_flow.max_distance") < 1e-4,
+        "{}",
+        s["limiting_flow"]
+    );
+    assert!(num(&s, "limiting_flow.max_drift") < 1e-12);
+    assert!(num(&s, "limiting_flow.kkt_residual") < 1e-8);
+    let st = read_json(&out.join("states.json"));
+    assert_eq!(st["theta_limit"].as_array().map(|a| a.len()), Some(200));
+    let csv = std::fs::read_to_string(out.join("limiting_flow.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("kkt_residual,spectral_gap,mu,kernel_dim"),
+        "{}",
+        &csv[..120]
+    );
+    assert!(csv.lines().count() > 100);
+    assert_clean_failure(
+        &[
+            "linear",
+            "--limiting-flow",
+            "--tau0",
+            "-1",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+        "--tau0",
+    );
+}

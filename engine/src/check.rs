@@ -17,6 +17,9 @@ pub struct DerivativeReport {
     pub asymmetry: f64,
     /// ‖hvp(v) − H v‖ / max(‖H v‖, `scale`) for a fixed pseudo-random v.
     pub hvp: f64,
+    /// For least-squares losses: the largest of the relative errors of F = ‖r‖²/(2c),
+    /// ∇F = Jᵀr/c, and J against central differences of r.
+    pub residuals: Option<f64>,
     /// The difference step used, relative to max(1, |θᵢ|).
     pub step: f64,
 }
@@ -87,6 +90,46 @@ pub fn check_derivatives(loss: &dyn Loss, theta: &[f64], scale: f64) -> Derivati
         hessian: hess_err / hnorm.max(scale),
         asymmetry: asym / hnorm.max(scale),
         hvp: distance(&hv, &hv_dense) / norm(&hv_dense).max(scale),
+        residuals: loss
+            .residuals()
+            .map(|res| check_residuals(loss, res, theta, h, &g, scale)),
         step: h,
     }
+}
+
+fn check_residuals(
+    loss: &dyn Loss,
+    res: &dyn crate::loss::Residuals,
+    theta: &[f64],
+    h: f64,
+    g: &[f64],
+    scale: f64,
+) -> f64 {
+    let (m, d, c) = (res.count(), theta.len(), res.scale());
+    let mut r = vec![0.0; m];
+    res.residuals_into(theta, &mut r);
+    let mut jac = crate::la::DMat::zeros(m, d);
+    res.jacobian_into(theta, jac.as_mut());
+    let f = loss.value(theta);
+    let value_err = (f - crate::la::dot(&r, &r) / (2.0 * c)).abs() / f.abs().max(scale);
+    let jtr: Vec<f64> = (0..d)
+        .map(|j| (0..m).map(|i| jac[(i, j)] * r[i]).sum::<f64>() / c)
+        .collect();
+    let grad_err = distance(&jtr, g) / norm(g).max(scale);
+    let mut x = theta.to_vec();
+    let (mut rp, mut rm) = (vec![0.0; m], vec![0.0; m]);
+    let mut jac_err = 0.0;
+    for j in 0..d {
+        let hj = h * theta[j].abs().max(1.0);
+        x[j] = theta[j] + hj;
+        res.residuals_into(&x, &mut rp);
+        x[j] = theta[j] - hj;
+        res.residuals_into(&x, &mut rm);
+        x[j] = theta[j];
+        for i in 0..m {
+            jac_err += ((rp[i] - rm[i]) / (2.0 * hj) - jac[(i, j)]).powi(2);
+        }
+    }
+    let jac_err = jac_err.sqrt() / jac.norm_l2().max(scale);
+    value_err.max(grad_err).max(jac_err)
 }

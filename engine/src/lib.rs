@@ -12,6 +12,7 @@ pub mod flow;
 mod gd;
 pub mod grokking;
 pub mod la;
+pub mod limiting;
 mod linsolve;
 pub mod loss;
 pub mod method;
@@ -24,8 +25,9 @@ pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
 pub use flow::{GradientFlow, TimeScale};
 pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
+pub use limiting::{limiting_flow, LimitingOptions, LimitingResult, LimitingStats, LimitingStop};
 pub use linsolve::{factorisation_counts, FactorisationCounts};
-pub use loss::{Loss, NoObservables, Observables};
+pub use loss::{Loss, NoObservables, Observables, Residuals};
 pub use method::{Method, Options};
 pub use observe::{
     log_time_grid, BlowUpGuard, Control, DenseOutput, Observer, Recorder, RunInfo, Sample,

@@ -30,6 +30,12 @@ pub trait Loss: Send + Sync {
         matvec_into(h.as_ref(), v, out);
     }
 
+    /// The residual structure of a least-squares loss F(θ) = ‖r(θ)‖²/(2c), if it has one
+    /// (the default: none). See [`Residuals`].
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        None
+    }
+
     /// ∇F(θ), allocated.
     fn gradient(&self, theta: &[f64]) -> Vec<f64> {
         let mut g = vec![0.0; self.dim()];
@@ -44,6 +50,22 @@ pub trait Loss: Send + Sync {
         self.hessian_into(theta, h.as_mut());
         h
     }
+}
+
+/// A least-squares loss F(θ) = ‖r(θ)‖²/(2c) exposes its residuals r: R^d → R^m. On an
+/// interpolating manifold (r = 0) the Hessian is JᵀJ/c with J = ∂r/∂θ, so ker ∇²F = ker J:
+/// the limiting flow works with J, whose singular values are the square roots of the
+/// Hessian's eigenvalues and stay resolvable twice as far (in digits) towards a singular
+/// point of M; its retraction is Gauss–Newton on r.
+pub trait Residuals {
+    /// m.
+    fn count(&self) -> usize;
+    /// c.
+    fn scale(&self) -> f64;
+    /// r ← r(θ).
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]);
+    /// jac ← ∂r/∂θ (m×d, every entry written).
+    fn jacobian_into(&self, theta: &[f64], jac: MatMut<'_, f64>);
 }
 
 /// What a run records beside the training loss: the test metric and any system-specific

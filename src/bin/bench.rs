@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Parser;
-use grokflow::bench::{bench_linear, bench_relu, bench_systems, markdown, relu_markdown, systems_markdown, BenchConfig};
+use grokflow::bench::{
+    bench_linear, bench_relu, bench_systems, markdown, relu_markdown, systems_markdown, BenchConfig,
+};
 use grokflow::output::{write_atomic, write_json};
 
 /// Measure grokflow's methods against each other and against gradient descent.
@@ -50,7 +52,10 @@ fn main() -> Result<()> {
     text += &systems_markdown(&systems);
     text += &relu_markdown(&relu);
     write_atomic(&cli.out, text.as_bytes())?;
-    write_json(&cli.json, &serde_json::json!({ "config": cfg, "linear": rows, "systems": systems, "relu": relu }))?;
+    write_json(
+        &cli.json,
+        &serde_json::json!({ "config": cfg, "linear": rows, "systems": systems, "relu": relu }),
+    )?;
     eprintln!(
         "bench: wrote {} and {}",
         cli.out.display(),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use grokflow::cli::{ResolvedRun, RunArgs, RunPreset, SimulateCli, SystemCommand};
 use grokflow::output::InstanceSummary;
-use grokflow::simulate::{default_out_dir, human_summary, run_system, RunConfig};
+use grokflow::simulate::{default_out_dir, human_summary, run_system, LimitingConfig, RunConfig};
 use grokflow_engine::Method;
 use grokflow_systems::{
     load_instance, DiagonalNetwork, LinearParams, LinearRegression, MatrixCompletion,
@@ -188,6 +188,11 @@ fn config(
         out,
         plot: !run.no_plot,
         progress: !run.quiet,
+        limiting: run.limiting_flow.then_some(LimitingConfig {
+            tau0: run.tau0,
+            kkt_tol: run.kkt_tol,
+            rtol: run.limiting_rtol,
+        }),
     })
 }
 

@@ -8,7 +8,7 @@
 //! estimator becomes sparse and recovers the sparse teacher.
 
 use grokflow_engine::la::{DMat, MatMut};
-use grokflow_engine::{Loss, Observables};
+use grokflow_engine::{Loss, Observables, Residuals};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
@@ -345,6 +345,10 @@ impl Loss for DiagonalNetwork {
         }
     }
 
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        Some(self)
+    }
+
     /// H_uu = D_v G D_v, H_vv = D_u G D_u, H_uv = D_v G D_u + D_c.
     fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
         let p = self.p();
@@ -358,6 +362,30 @@ impl Loss for DiagonalNetwork {
                 let cross = v[i] * g * u[j] + if i == j { c[i] } else { 0.0 };
                 h[(i, p + j)] = cross;
                 h[(p + j, i)] = cross;
+            }
+        }
+    }
+}
+
+impl Residuals for DiagonalNetwork {
+    fn count(&self) -> usize {
+        self.x.len()
+    }
+    fn scale(&self) -> f64 {
+        self.x.len() as f64
+    }
+    /// r = A(u⊙v) − y.
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+        let (res, _) = self.correlation(&self.beta(theta));
+        r.copy_from_slice(&res);
+    }
+    /// ∂rᵢ/∂uⱼ = Aᵢⱼvⱼ, ∂rᵢ/∂vⱼ = Aᵢⱼuⱼ.
+    fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        let p = self.p();
+        for i in 0..self.x.len() {
+            for j in 0..p {
+                jac[(i, j)] = self.a[(i, j)] * theta[p + j];
+                jac[(i, p + j)] = self.a[(i, j)] * theta[j];
             }
         }
     }

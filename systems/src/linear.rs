@@ -3,7 +3,7 @@
 //! g = Xᵀ(Xθ − y)/n, H = XᵀX/n. Everything about its flows is explicit: see [`LinearTruth`].
 
 use grokflow_engine::la::{dot, DMat, MatMut};
-use grokflow_engine::{Loss, Observables};
+use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{check_vec, gaussian_mat, gaussian_vec, mat_to_rows, rng, rows_to_mat};
@@ -317,6 +317,10 @@ impl Loss for LinearRegression {
         hess.copy_from(&self.gram);
     }
 
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        Some(self)
+    }
+
     /// ∇²F·v = Xᵀ(Xv)/n.
     fn hvp_into(&self, _theta: &[f64], v: &[f64], out: &mut [f64]) {
         let mut xv = vec![0.0; self.n()];
@@ -327,6 +331,23 @@ impl Loss for LinearRegression {
             }
         }
         self.xt_into(&xv, out);
+    }
+}
+
+impl Residuals for LinearRegression {
+    fn count(&self) -> usize {
+        self.n()
+    }
+    fn scale(&self) -> f64 {
+        self.n() as f64
+    }
+    /// r = Xθ − y.
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+        self.residual_into(theta, r);
+    }
+    /// J = X.
+    fn jacobian_into(&self, _theta: &[f64], mut jac: MatMut<'_, f64>) {
+        jac.copy_from(&self.x);
     }
 }
 

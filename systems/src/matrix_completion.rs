@@ -8,7 +8,7 @@
 //! becomes low rank.
 
 use grokflow_engine::la::{DMat, MatMut};
-use grokflow_engine::{Loss, Observables};
+use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{
@@ -412,6 +412,10 @@ impl Loss for MatrixCompletion {
         }
     }
 
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        Some(self)
+    }
+
     /// (dR V + R dV, dRᵀU + Rᵀ dU) with dR = P_Ω(dU Vᵀ + U dVᵀ): O(|Ω| r).
     fn hvp_into(&self, theta: &[f64], dv: &[f64], out: &mut [f64]) {
         out.fill(0.0);
@@ -424,6 +428,30 @@ impl Loss for MatrixCompletion {
             for k in 0..r {
                 out[i * r + k] += dr * v[k] + rij * dvv[k];
                 out[o + j * r + k] += dr * u[k] + rij * du[k];
+            }
+        }
+    }
+}
+
+impl Residuals for MatrixCompletion {
+    fn count(&self) -> usize {
+        self.obs.len()
+    }
+    fn scale(&self) -> f64 {
+        1.0
+    }
+    /// r_q = (UVᵀ)ᵢⱼ − M*ᵢⱼ for the q-th observed (i, j).
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+        r.copy_from_slice(&self.residuals(theta));
+    }
+    /// ∂r_q/∂Uᵢₖ = Vⱼₖ, ∂r_q/∂Vⱼₖ = Uᵢₖ.
+    fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        jac.fill(0.0);
+        let (r, o) = (self.r, self.n1 * self.r);
+        for (q, &(i, j, _)) in self.obs.iter().enumerate() {
+            for k in 0..r {
+                jac[(q, i * r + k)] = theta[o + j * r + k];
+                jac[(q, o + j * r + k)] = theta[i * r + k];
             }
         }
     }

@@ -5,7 +5,7 @@
 //! nuclear norm of the learned PSD matrix over the interpolating set.
 
 use grokflow_engine::la::{DMat, MatMut};
-use grokflow_engine::{Loss, Observables};
+use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
@@ -364,6 +364,10 @@ impl Loss for MatrixSensing {
         }
     }
 
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        Some(self)
+    }
+
     /// (2/m) Σₖ [rₖ Aₖ dU + 2⟨AₖU, dU⟩ AₖU].
     fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
         let (res, au) = self.residuals_and_au(theta);
@@ -376,6 +380,34 @@ impl Loss for MatrixSensing {
             for i in 0..self.n {
                 for k in 0..self.r {
                     out[i * self.r + k] += c * (rk * adu[(i, k)] + s * auk[(i, k)]);
+                }
+            }
+        }
+    }
+}
+
+impl Residuals for MatrixSensing {
+    fn count(&self) -> usize {
+        self.a.len()
+    }
+    fn scale(&self) -> f64 {
+        self.a.len() as f64
+    }
+    /// rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ.
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+        let x = self.product(theta);
+        for (rk, (ak, bk)) in r.iter_mut().zip(self.a.iter().zip(&self.b)) {
+            *rk = inner(ak, &x) - bk;
+        }
+    }
+    /// ∂rₖ/∂U = 2AₖU.
+    fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        let u = self.factor(theta);
+        for (k, ak) in self.a.iter().enumerate() {
+            let au = ak * &u;
+            for i in 0..self.n {
+                for l in 0..self.r {
+                    jac[(k, i * self.r + l)] = 2.0 * au[(i, l)];
                 }
             }
         }

@@ -10,7 +10,7 @@
 //! is smooth, satisfies the theory's assumptions, and tends to the ReLU as β → ∞.
 
 use grokflow_engine::la::MatMut;
-use grokflow_engine::{Loss, Observables};
+use grokflow_engine::{Loss, Observables, Residuals};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
@@ -375,6 +375,10 @@ impl Loss for TwoLayerNetwork {
         }
     }
 
+    fn residuals(&self) -> Option<&dyn Residuals> {
+        Some(self)
+    }
+
     /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ ∇²f(xᵢ)].
     fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
         let (m, n) = (self.m, self.x.len());
@@ -417,6 +421,33 @@ impl Loss for TwoLayerNetwork {
                         h[(c, r)] += ew * v;
                     }
                 }
+            }
+        }
+    }
+}
+
+impl Residuals for TwoLayerNetwork {
+    fn count(&self) -> usize {
+        self.x.len()
+    }
+    fn scale(&self) -> f64 {
+        self.x.len() as f64
+    }
+    /// rᵢ = f(xᵢ) − yᵢ.
+    fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+        for (i, ri) in r.iter_mut().enumerate() {
+            *ri = self.predict_at(theta, self.x[i]) - self.y[i];
+        }
+    }
+    /// Jᵢ = (σ(zᵢⱼ), aⱼσ'(zᵢⱼ)xᵢ, aⱼσ'(zᵢⱼ))ⱼ.
+    fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        let m = self.m;
+        for (i, &xi) in self.x.iter().enumerate() {
+            for j in 0..m {
+                let (s, ds, _) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
+                jac[(i, j)] = s;
+                jac[(i, m + j)] = theta[j] * ds * xi;
+                jac[(i, 2 * m + j)] = theta[j] * ds;
             }
         }
     }
