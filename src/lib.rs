@@ -6,3 +6,4 @@ pub mod cli;
 pub mod output;
 pub mod progress;
 pub mod simulate;
+pub mod validation_figures;

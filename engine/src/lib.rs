@@ -25,7 +25,9 @@ pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
 pub use flow::{GradientFlow, TimeScale};
 pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
-pub use limiting::{limiting_flow, LimitingOptions, LimitingResult, LimitingStats, LimitingStop};
+pub use limiting::{
+    kkt_info, limiting_flow, KktInfo, LimitingOptions, LimitingResult, LimitingStats, LimitingStop,
+};
 pub use linsolve::{factorisation_counts, FactorisationCounts};
 pub use loss::{Loss, NoObservables, Observables, Residuals};
 pub use method::{Method, Options};

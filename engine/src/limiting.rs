@@ -692,3 +692,32 @@ fn finish(
         stats,
     }
 }
+
+/// The KKT structure of a point near M (Prop. 3): ‖P(θ)θ‖/max(‖θ‖, 1) with P the projector
+/// onto the kernel of ∇²F (split at the spectrum's largest gap), and the Morse–Bott
+/// constant μ and gap there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KktInfo {
+    /// ‖P(θ)θ‖/max(‖θ‖, 1).
+    pub residual: f64,
+    /// The smallest non-zero curvature μ.
+    pub mu: f64,
+    /// The spectral gap of the split.
+    pub gap: f64,
+    /// dim ker ∇²F.
+    pub kernel_dim: usize,
+}
+
+/// See [`KktInfo`].
+pub fn kkt_info(loss: &dyn Loss, theta: &[f64]) -> Result<KktInfo, EngineError> {
+    let mut stats = LimitingStats::default();
+    let t = Tangent::at(loss, theta, None, &mut stats)?;
+    let mut p = vec![0.0; theta.len()];
+    t.project(theta, &mut p);
+    Ok(KktInfo {
+        residual: norm(&p) / norm(theta).max(1.0),
+        mu: t.mu(),
+        gap: t.gap,
+        kernel_dim: t.k,
+    })
+}

@@ -268,11 +268,14 @@ where
         };
         if !s.label.is_empty() {
             any_label = true;
+            let points = s.style == SeriesStyle::Points;
             anno.label(s.label.clone()).legend(move |(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 18, y)],
-                    ShapeStyle::from(&color).stroke_width(2),
-                )
+                // A cross for data points, a short line otherwise (one element type for both).
+                let style = ShapeStyle::from(&color).stroke_width(2);
+                let (cross, line) = if points { (5, 0) } else { (0, 18) };
+                EmptyElement::at((x, y))
+                    + Cross::new((9, 0), cross, style)
+                    + PathElement::new(vec![(0, 0), (line, 0)], style)
             });
         }
     }

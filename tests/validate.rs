@@ -1,0 +1,68 @@
+//! End-to-end test of the `validate` binary in its quick mode: the report files, the fields
+//! of report.json, and a clean error on bad input.
+
+use std::process::Command;
+
+#[test]
+fn quick_validation_writes_its_report_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("quick");
+    let o = Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["--quick", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["passed"], true);
+    let systems = report["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 5);
+    for s in systems {
+        for key in [
+            "system",
+            "lambdas",
+            "prop1_errors",
+            "prop2_errors",
+            "prop1_order",
+            "prop2_order",
+            "passed",
+        ] {
+            assert!(s.get(key).is_some(), "{} lacks {key}", s["system"]);
+        }
+        let name = s["system"].as_str().unwrap();
+        assert_eq!(
+            s["lambdas"].as_array().unwrap().len(),
+            s["prop1_errors"].as_array().unwrap().len()
+        );
+        // Prop 1 holds at first order on every system.
+        let p1 = s["prop1_order"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: E₁ not assessed"));
+        assert!((p1 - 1.0).abs() <= 0.1, "{name}: order of E₁ = {p1}");
+        for fig in ["errors", "collapse"] {
+            assert!(
+                out.join(format!("{name}-{fig}.png")).exists(),
+                "{name}-{fig}.png"
+            );
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("criterion (fixed in advance)") && md.contains("## linear"));
+}
+
+#[test]
+fn bad_validation_options_are_one_line_errors() {
+    for args in [vec!["--systems", "quadratic"], vec!["--lambdas", "0.1,-1"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args(&args)
+            .args(["--out", "/tmp/grokflow-never"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}

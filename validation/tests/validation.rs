@@ -1,0 +1,69 @@
+//! Validation measures what the theory claims, and can fail.
+
+use grokflow_systems::{LinearParams, LinearRegression, System};
+use grokflow_validation::{validate_system, Defect, ValidationConfig, Verdict};
+
+fn linear() -> LinearRegression {
+    LinearRegression::generate(&LinearParams {
+        n: 10,
+        d: 60,
+        ..LinearParams::default()
+    })
+    .unwrap()
+}
+
+fn quick() -> ValidationConfig {
+    ValidationConfig {
+        lambdas: vec![1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
+        ..ValidationConfig::default()
+    }
+}
+
+#[test]
+fn linear_regression_errors_are_first_order_in_lambda() {
+    let v = validate_system(&linear() as &dyn System, &quick()).unwrap();
+    for c in &v.checks {
+        eprintln!("{}: {:?} {}", c.name, c.verdict, c.detail);
+    }
+    for r in &v.rows {
+        eprintln!(
+            "λ={:.0e} E1={:.3e} ({:.1e}) E2={:.3e} ({:.1e}) kkt={:?} lim={:?} τg={:?}",
+            r.lambda,
+            r.prop1_error,
+            r.prop1_floor,
+            r.prop2_error,
+            r.prop2_floor,
+            r.kkt_residual,
+            r.limit_distance,
+            r.tau_grok
+        );
+    }
+    let p1 = v.prop1_order.expect("E₁ is assessed");
+    let p2 = v.prop2_order.expect("E₂ is assessed");
+    assert!((p1 - 1.0).abs() <= 0.1, "order of E₁ = {p1}");
+    assert!((p2 - 1.0).abs() <= 0.1, "order of E₂ = {p2}");
+    assert!(v.passed, "{:#?}", v.checks);
+}
+
+#[test]
+fn a_wrong_flow_makes_validation_fail() {
+    for defect in [Defect::DropDecay, Defect::FlipDecay] {
+        let cfg = ValidationConfig {
+            defect: Some(defect),
+            ..quick()
+        };
+        let v = validate_system(&linear() as &dyn System, &cfg).unwrap();
+        let failed: Vec<&str> = v
+            .checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Failed)
+            .map(|c| c.name.as_str())
+            .collect();
+        eprintln!("{defect:?}: failed {failed:?}");
+        assert!(!v.passed, "{defect:?} was not caught: {:#?}", v.checks);
+        assert!(
+            failed.contains(&"prop2"),
+            "{defect:?}: Prop 2 did not fail ({failed:?})"
+        );
+    }
+}
