@@ -10,6 +10,7 @@ pub mod linear;
 pub mod matrix_completion;
 pub mod matrix_sensing;
 pub mod relu;
+pub mod scratch;
 pub mod spectral;
 pub mod system;
 

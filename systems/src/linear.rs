@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{check_vec, gaussian_mat, gaussian_vec, mat_to_rows, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
+use crate::scratch::with_buf;
 
 /// How the ground truth θ_true is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,16 +301,18 @@ impl Loss for LinearRegression {
 
     /// F(θ) = ‖Xθ − y‖²/(2n).
     fn value(&self, theta: &[f64]) -> f64 {
-        let mut r = vec![0.0; self.n()];
-        self.residual_into(theta, &mut r);
-        dot(&r, &r) / (2.0 * self.n() as f64)
+        with_buf(self.n(), |r| {
+            self.residual_into(theta, r);
+            dot(r, r) / (2.0 * self.n() as f64)
+        })
     }
 
     /// ∇F(θ) = Xᵀ(Xθ − y)/n.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
-        let mut r = vec![0.0; self.n()];
-        self.residual_into(theta, &mut r);
-        self.xt_into(&r, grad);
+        with_buf(self.n(), |r| {
+            self.residual_into(theta, r);
+            self.xt_into(r, grad);
+        })
     }
 
     /// ∇²F = XᵀX/n (constant).
@@ -323,14 +326,15 @@ impl Loss for LinearRegression {
 
     /// ∇²F·v = Xᵀ(Xv)/n.
     fn hvp_into(&self, _theta: &[f64], v: &[f64], out: &mut [f64]) {
-        let mut xv = vec![0.0; self.n()];
-        for (j, &vj) in v.iter().enumerate() {
-            let col = self.x.col(j);
-            for (i, xi) in xv.iter_mut().enumerate() {
-                *xi += col[i] * vj;
+        with_buf(self.n(), |xv| {
+            for (j, &vj) in v.iter().enumerate() {
+                let col = self.x.col(j);
+                for (i, xi) in xv.iter_mut().enumerate() {
+                    *xi += col[i] * vj;
+                }
             }
-        }
-        self.xt_into(&xv, out);
+            self.xt_into(xv, out);
+        })
     }
 }
 

@@ -15,6 +15,7 @@ use crate::data::{
     check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, permutation, rng, rows_to_mat,
 };
 use crate::error::{invalid_instance, invalid_params, SystemError};
+use crate::scratch::with_buf;
 use crate::spectral::{singular_values, MatrixReport};
 
 /// Parameters of a generated matrix-completion instance.
@@ -341,15 +342,12 @@ impl MatrixCompletion {
         &theta[o + j * self.r..o + (j + 1) * self.r]
     }
 
-    /// Residuals Rᵢⱼ = (UVᵀ)ᵢⱼ − M*ᵢⱼ on Ω, in the order of `obs`.
-    fn residuals(&self, theta: &[f64]) -> Vec<f64> {
-        self.obs
-            .iter()
-            .map(|&(i, j, m)| {
-                let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
-                u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() - m
-            })
-            .collect()
+    /// res ← Rᵢⱼ = (UVᵀ)ᵢⱼ − M*ᵢⱼ on Ω, in the order of `obs`.
+    fn residuals_to(&self, theta: &[f64], res: &mut [f64]) {
+        for (rq, &(i, j, m)) in res.iter_mut().zip(&self.obs) {
+            let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
+            *rq = u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>() - m;
+        }
     }
 }
 
@@ -376,20 +374,25 @@ impl Loss for MatrixCompletion {
 
     /// F = ½ Σ_Ω Rᵢⱼ².
     fn value(&self, theta: &[f64]) -> f64 {
-        0.5 * self.residuals(theta).iter().map(|x| x * x).sum::<f64>()
+        with_buf(self.obs.len(), |res| {
+            self.residuals_to(theta, res);
+            0.5 * res.iter().map(|x| x * x).sum::<f64>()
+        })
     }
 
     /// ∇_U F = RV, ∇_V F = RᵀU.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
         grad.fill(0.0);
         let (r, o) = (self.r, self.n1 * self.r);
-        let res = self.residuals(theta);
-        for (&(i, j, _), rij) in self.obs.iter().zip(&res) {
-            for k in 0..r {
-                grad[i * r + k] += rij * theta[o + j * r + k];
-                grad[o + j * r + k] += rij * theta[i * r + k];
+        with_buf(self.obs.len(), |res| {
+            self.residuals_to(theta, res);
+            for (&(i, j, _), rij) in self.obs.iter().zip(res.iter()) {
+                for k in 0..r {
+                    grad[i * r + k] += rij * theta[o + j * r + k];
+                    grad[o + j * r + k] += rij * theta[i * r + k];
+                }
             }
-        }
+        })
     }
 
     /// Blocks: ∂²F/∂Uᵢₖ∂Uᵢₗ = Σ_{j:(i,j)∈Ω} VⱼₖVⱼₗ, ∂²F/∂Vⱼₖ∂Vⱼₗ = Σ_{i:(i,j)∈Ω} UᵢₖUᵢₗ,
@@ -397,19 +400,21 @@ impl Loss for MatrixCompletion {
     fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
         h.fill(0.0);
         let (r, o) = (self.r, self.n1 * self.r);
-        let res = self.residuals(theta);
-        for (&(i, j, _), rij) in self.obs.iter().zip(&res) {
-            let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
-            for k in 0..r {
-                for l in 0..r {
-                    h[(i * r + k, i * r + l)] += v[k] * v[l];
-                    h[(o + j * r + k, o + j * r + l)] += u[k] * u[l];
-                    let cross = u[l] * v[k] + if k == l { *rij } else { 0.0 };
-                    h[(i * r + k, o + j * r + l)] += cross;
-                    h[(o + j * r + l, i * r + k)] += cross;
+        with_buf(self.obs.len(), |res| {
+            self.residuals_to(theta, res);
+            for (&(i, j, _), rij) in self.obs.iter().zip(res.iter()) {
+                let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
+                for k in 0..r {
+                    for l in 0..r {
+                        h[(i * r + k, i * r + l)] += v[k] * v[l];
+                        h[(o + j * r + k, o + j * r + l)] += u[k] * u[l];
+                        let cross = u[l] * v[k] + if k == l { *rij } else { 0.0 };
+                        h[(i * r + k, o + j * r + l)] += cross;
+                        h[(o + j * r + l, i * r + k)] += cross;
+                    }
                 }
             }
-        }
+        })
     }
 
     fn residuals(&self) -> Option<&dyn Residuals> {
@@ -420,16 +425,18 @@ impl Loss for MatrixCompletion {
     fn hvp_into(&self, theta: &[f64], dv: &[f64], out: &mut [f64]) {
         out.fill(0.0);
         let (r, o) = (self.r, self.n1 * self.r);
-        let res = self.residuals(theta);
-        for (&(i, j, _), rij) in self.obs.iter().zip(&res) {
-            let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
-            let (du, dvv) = (&dv[i * r..(i + 1) * r], &dv[o + j * r..o + (j + 1) * r]);
-            let dr: f64 = (0..r).map(|k| du[k] * v[k] + u[k] * dvv[k]).sum();
-            for k in 0..r {
-                out[i * r + k] += dr * v[k] + rij * dvv[k];
-                out[o + j * r + k] += dr * u[k] + rij * du[k];
+        with_buf(self.obs.len(), |res| {
+            self.residuals_to(theta, res);
+            for (&(i, j, _), rij) in self.obs.iter().zip(res.iter()) {
+                let (u, v) = (self.u_row(theta, i), self.v_row(theta, j));
+                let (du, dvv) = (&dv[i * r..(i + 1) * r], &dv[o + j * r..o + (j + 1) * r]);
+                let dr: f64 = (0..r).map(|k| du[k] * v[k] + u[k] * dvv[k]).sum();
+                for k in 0..r {
+                    out[i * r + k] += dr * v[k] + rij * dvv[k];
+                    out[o + j * r + k] += dr * u[k] + rij * du[k];
+                }
             }
-        }
+        })
     }
 }
 
@@ -442,7 +449,7 @@ impl Residuals for MatrixCompletion {
     }
     /// r_q = (UVᵀ)ᵢⱼ − M*ᵢⱼ for the q-th observed (i, j).
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
-        r.copy_from_slice(&self.residuals(theta));
+        self.residuals_to(theta, r);
     }
     /// ∂r_q/∂Uᵢₖ = Vⱼₖ, ∂r_q/∂Vⱼₖ = Uᵢₖ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
+use crate::scratch::with_bufs2;
 use crate::spectral::{singular_values, MatrixReport};
 
 /// Parameters of a generated matrix-sensing instance.
@@ -269,18 +270,28 @@ impl MatrixSensing {
         &u * u.transpose()
     }
 
-    /// (rₖ, AₖU): the residuals and the products the derivatives are made of.
-    fn residuals_and_au(&self, theta: &[f64]) -> (Vec<f64>, Vec<DMat>) {
-        let u = self.factor(theta);
-        let x = &u * u.transpose();
-        let res = self
-            .a
-            .iter()
-            .zip(&self.b)
-            .map(|(ak, bk)| inner(ak, &x) - bk)
-            .collect();
-        let au = self.a.iter().map(|ak| ak * &u).collect();
-        (res, au)
+    /// Runs f(r, AU) with rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ and AU the m blocks AₖU (each n×r, row by
+    /// row, block k at k·n·r), in scratch buffers: what every derivative is made of.
+    fn with_residuals<R>(&self, theta: &[f64], f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
+        let (n, r, m) = (self.n, self.r, self.a.len());
+        with_bufs2(m, m * n * r, |res, au| {
+            for (k, ak) in self.a.iter().enumerate() {
+                let block = &mut au[k * n * r..(k + 1) * n * r];
+                for i in 0..n {
+                    for j in 0..n {
+                        let a = ak[(i, j)];
+                        if a != 0.0 {
+                            for l in 0..r {
+                                block[i * r + l] += a * theta[j * r + l];
+                            }
+                        }
+                    }
+                }
+                // ⟨Aₖ, UUᵀ⟩ = ⟨AₖU, U⟩.
+                res[k] = block.iter().zip(theta).map(|(a, u)| a * u).sum::<f64>() - self.b[k];
+            }
+            f(res, au)
+        })
     }
 
     /// Rank, relative error and norms of UUᵀ at θ.
@@ -316,52 +327,53 @@ impl Loss for MatrixSensing {
 
     /// F = (1/2m) Σₖ rₖ².
     fn value(&self, theta: &[f64]) -> f64 {
-        let u = self.factor(theta);
-        let x = &u * u.transpose();
         let m = self.a.len() as f64;
-        self.a
-            .iter()
-            .zip(&self.b)
-            .map(|(ak, bk)| (inner(ak, &x) - bk).powi(2))
-            .sum::<f64>()
-            / (2.0 * m)
+        self.with_residuals(theta, |res, _| {
+            res.iter().map(|x| x * x).sum::<f64>() / (2.0 * m)
+        })
     }
 
     /// ∇F = (2/m) Σₖ rₖ AₖU.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
-        let (res, au) = self.residuals_and_au(theta);
         let c = 2.0 / self.a.len() as f64;
+        let nr = self.n * self.r;
         grad.fill(0.0);
-        for (rk, auk) in res.iter().zip(&au) {
-            for i in 0..self.n {
-                for k in 0..self.r {
-                    grad[i * self.r + k] += c * rk * auk[(i, k)];
-                }
+        self.with_residuals(theta, |res, au| {
+            for (k, rk) in res.iter().enumerate() {
+                grokflow_engine::la::axpy(c * rk, &au[k * nr..(k + 1) * nr], grad);
             }
-        }
+        })
     }
 
     /// H[(a,k),(b,l)] = (2/m) Σ_q [r_q (A_q)_{ab} δ_{kl} + 2 (A_qU)_{ak} (A_qU)_{bl}].
     fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
-        let (res, au) = self.residuals_and_au(theta);
         let (n, r) = (self.n, self.r);
+        let nr = n * r;
         let c = 2.0 / self.a.len() as f64;
         h.fill(0.0);
-        for ((rk, auk), ak) in res.iter().zip(&au).zip(&self.a) {
-            for a in 0..n {
-                for k in 0..r {
-                    let row = a * r + k;
-                    let left = 2.0 * c * auk[(a, k)];
+        self.with_residuals(theta, |res, au| {
+            for ((rk, ak), k) in res.iter().zip(&self.a).zip(0..) {
+                let auk = &au[k * nr..(k + 1) * nr];
+                for col in 0..nr {
+                    let w = 2.0 * c * auk[col];
+                    if w != 0.0 {
+                        for row in 0..nr {
+                            h[(row, col)] += w * auk[row];
+                        }
+                    }
+                }
+                for a in 0..n {
                     for b in 0..n {
                         let diag = c * rk * ak[(a, b)];
-                        h[(row, b * r + k)] += diag;
-                        for l in 0..r {
-                            h[(row, b * r + l)] += left * auk[(b, l)];
+                        if diag != 0.0 {
+                            for l in 0..r {
+                                h[(a * r + l, b * r + l)] += diag;
+                            }
                         }
                     }
                 }
             }
-        }
+        })
     }
 
     fn residuals(&self) -> Option<&dyn Residuals> {
@@ -370,19 +382,27 @@ impl Loss for MatrixSensing {
 
     /// (2/m) Σₖ [rₖ Aₖ dU + 2⟨AₖU, dU⟩ AₖU].
     fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
-        let (res, au) = self.residuals_and_au(theta);
-        let du = self.factor(v);
+        let (n, r) = (self.n, self.r);
+        let nr = n * r;
         let c = 2.0 / self.a.len() as f64;
         out.fill(0.0);
-        for ((rk, auk), ak) in res.iter().zip(&au).zip(&self.a) {
-            let adu = ak * &du;
-            let s = 2.0 * inner(auk, &du);
-            for i in 0..self.n {
-                for k in 0..self.r {
-                    out[i * self.r + k] += c * (rk * adu[(i, k)] + s * auk[(i, k)]);
+        self.with_residuals(theta, |res, au| {
+            for ((rk, ak), k) in res.iter().zip(&self.a).zip(0..) {
+                let auk = &au[k * nr..(k + 1) * nr];
+                let s = 2.0 * auk.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+                grokflow_engine::la::axpy(c * s, auk, out);
+                for i in 0..n {
+                    for j in 0..n {
+                        let a = c * rk * ak[(i, j)];
+                        if a != 0.0 {
+                            for l in 0..r {
+                                out[i * r + l] += a * v[j * r + l];
+                            }
+                        }
+                    }
                 }
             }
-        }
+        })
     }
 }
 
@@ -395,22 +415,18 @@ impl Residuals for MatrixSensing {
     }
     /// rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ.
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
-        let x = self.product(theta);
-        for (rk, (ak, bk)) in r.iter_mut().zip(self.a.iter().zip(&self.b)) {
-            *rk = inner(ak, &x) - bk;
-        }
+        self.with_residuals(theta, |res, _| r.copy_from_slice(res))
     }
     /// ∂rₖ/∂U = 2AₖU.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
-        let u = self.factor(theta);
-        for (k, ak) in self.a.iter().enumerate() {
-            let au = ak * &u;
-            for i in 0..self.n {
-                for l in 0..self.r {
-                    jac[(k, i * self.r + l)] = 2.0 * au[(i, l)];
+        let nr = self.n * self.r;
+        self.with_residuals(theta, |_, au| {
+            for k in 0..self.a.len() {
+                for c in 0..nr {
+                    jac[(k, c)] = 2.0 * au[k * nr + c];
                 }
             }
-        }
+        })
     }
 }
 
