@@ -128,6 +128,24 @@ pub struct RunArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub lambda: Option<f64>,
 
+    /// A sweep: run every λ of this list (comma separated), in parallel, each into its own
+    /// directory, plus a combined summary (instead of --lambda).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        conflicts_with = "lambda"
+    )]
+    pub lambdas: Option<Vec<f64>>,
+
+    /// A sweep over instance seeds (comma separated), crossed with --lambdas if given.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<u64>>,
+
+    /// Worker threads of a sweep [default: all cores]. Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+
     /// Integrate in fast time t or slow time τ = λt.
     #[arg(long, value_enum, default_value_t = TimeArg::Slow)]
     pub time: TimeArg,

@@ -696,3 +696,105 @@ pub fn sharpness_sweep(
     }
     Ok((rows, files))
 }
+
+/// One run of a sweep, as the combined summary lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepEntry {
+    /// λ.
+    pub lambda: f64,
+    /// The instance seed.
+    pub seed: Option<u64>,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Whether it reached its end.
+    pub complete: bool,
+    /// Why it ended.
+    pub stop_reason: grokflow_engine::StopReason,
+    /// Steps of the λ-flow.
+    pub steps: usize,
+    /// Wall time of the λ-flow.
+    pub wall_s: f64,
+    /// Test metric at Φ(θ_init).
+    pub test_phi: Option<f64>,
+    /// Final test metric.
+    pub test_final: Option<f64>,
+    /// Final ‖θ‖.
+    pub norm_final: f64,
+    /// Fitting time.
+    pub t_fit: Option<f64>,
+    /// Grokking time.
+    pub t_grok: Option<f64>,
+    /// Grokking time in slow time.
+    pub tau_grok: Option<f64>,
+}
+
+impl SweepEntry {
+    /// The entry of a finished run.
+    pub fn of(s: &RunSummary, dir: &Path) -> Self {
+        Self {
+            lambda: s.lambda,
+            seed: s.seed,
+            dir: dir.to_path_buf(),
+            complete: s.complete,
+            stop_reason: s.stop_reason.clone(),
+            steps: s.stats.steps,
+            wall_s: s.stats.wall_s,
+            test_phi: s.phi.as_ref().and_then(|p| p.test_loss),
+            test_final: s.final_state.test_loss,
+            norm_final: s.final_state.norm,
+            t_fit: s.grokking.t_fit,
+            t_grok: s.grokking.t_grok,
+            tau_grok: s.grokking.tau_grok,
+        }
+    }
+}
+
+/// Writes sweep_summary.json and sweep_summary.csv.
+pub fn write_sweep(dir: &Path, entries: &[SweepEntry]) -> Result<Vec<PathBuf>> {
+    let json = dir.join("sweep_summary.json");
+    write_json(&json, &entries)?;
+    let o = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
+    let mut csv = String::from("lambda,seed,complete,steps,wall_s,test_phi,test_final,norm_final,t_fit,t_grok,tau_grok,dir\n");
+    for e in entries {
+        csv += &format!(
+            "{:e},{},{},{},{:e},{},{},{:e},{},{},{},{}\n",
+            e.lambda,
+            e.seed.map(|s| s.to_string()).unwrap_or_default(),
+            e.complete,
+            e.steps,
+            e.wall_s,
+            o(e.test_phi),
+            o(e.test_final),
+            e.norm_final,
+            o(e.t_fit),
+            o(e.t_grok),
+            o(e.tau_grok),
+            e.dir.display()
+        );
+    }
+    let path = dir.join("sweep_summary.csv");
+    write_atomic(&path, csv.as_bytes())?;
+    Ok(vec![json, path])
+}
+
+/// The sweep's table for the terminal.
+pub fn sweep_table(entries: &[SweepEntry]) -> String {
+    let mut out = format!(
+        "  {:>8} {:>6} {:>7} {:>9} {:>11} {:>11} {:>10}\n",
+        "λ", "seed", "steps", "wall s", "test Φ", "test end", "τ_grok"
+    );
+    for e in entries {
+        out += &format!(
+            "  {:>8.1e} {:>6} {:>7} {:>9.3} {:>11} {:>11} {:>10}{}\n",
+            e.lambda,
+            e.seed.map(|s| s.to_string()).unwrap_or_else(|| "—".into()),
+            e.steps,
+            e.wall_s,
+            fmt_opt(e.test_phi),
+            fmt_opt(e.test_final),
+            fmt_opt(e.tau_grok),
+            if e.complete { "" } else { "  (stopped early)" }
+        );
+    }
+    out
+}

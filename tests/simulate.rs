@@ -593,3 +593,46 @@ fn the_limiting_flow_runs_beside_the_lambda_flow() {
         "--tau0",
     );
 }
+
+#[test]
+fn a_parallel_sweep_gives_the_same_runs_on_any_number_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |threads: &str, out: &str| {
+        let o = simulate(&[
+            "linear",
+            "--n",
+            "10",
+            "--d",
+            "40",
+            "--lambdas",
+            "1e-2,1e-4,1e-6",
+            "--seeds",
+            "1,2",
+            "--threads",
+            threads,
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+            "-q",
+            "--no-plot",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run("1", "one");
+    run("2", "two");
+    let summary = read_json(&dir.path().join("two/sweep_summary.json"));
+    assert_eq!(summary.as_array().map(|a| a.len()), Some(6));
+    for seed in [1, 2] {
+        for lambda in ["1e-2", "1e-4", "1e-6"] {
+            let sub = format!("lambda{lambda}-seed{seed}/states.json");
+            let a = read_json(&dir.path().join("one").join(&sub));
+            let b = read_json(&dir.path().join("two").join(&sub));
+            assert_eq!(
+                a["theta_final"], b["theta_final"],
+                "{sub} differs between 1 and 2 threads"
+            );
+        }
+    }
+    let csv = std::fs::read_to_string(dir.path().join("one/sweep_summary.csv")).unwrap();
+    assert!(csv.starts_with("lambda,seed,complete,steps,"));
+    assert_eq!(csv.lines().count(), 7);
+}

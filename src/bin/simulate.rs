@@ -11,8 +11,9 @@ use grokflow::output::InstanceSummary;
 use grokflow::simulate::{default_out_dir, human_summary, run_system, LimitingConfig, RunConfig};
 use grokflow_engine::Method;
 use grokflow_systems::{
-    load_instance, DiagonalNetwork, LinearParams, LinearRegression, MatrixCompletion,
-    MatrixSensing, SensingParams, System, TwoLayerNetwork,
+    load_instance, CompletionParams, DiagonalNetwork, DiagonalParams, LinearParams,
+    LinearRegression, MatrixCompletion, MatrixSensing, ReluParams, SensingParams, System,
+    TwoLayerNetwork,
 };
 use serde::Serialize;
 
@@ -40,7 +41,8 @@ struct Parts<'a> {
     run: &'a RunArgs,
     preset: RunPreset,
     preset_name: Option<String>,
-    generate: Box<dyn Fn() -> Generated + 'a>,
+    /// Generates the instance, with its seed replaced when one is given.
+    generate: Box<dyn Fn(Option<u64>) -> Generated + Sync + 'a>,
 }
 
 fn preset_name<P: ValueEnum>(p: Option<P>) -> Option<String> {
@@ -48,18 +50,29 @@ fn preset_name<P: ValueEnum>(p: Option<P>) -> Option<String> {
         .map(|v| v.get_name().to_string())
 }
 
+/// The generator of a system whose parameters have a `seed` field.
+macro_rules! generator {
+    ($params:expr, $ty:ident, $system:ident) => {{
+        let p = $params;
+        Box::new(move |seed: Option<u64>| {
+            let p = $ty {
+                seed: seed.unwrap_or(p.seed),
+                ..p.clone()
+            };
+            boxed($system::generate(&p)?, &p)
+        })
+    }};
+}
+
 fn parts(cmd: &SystemCommand) -> Parts<'_> {
     match cmd {
-        SystemCommand::Linear { params, run } => {
-            let p = LinearParams::from(params);
-            Parts {
-                name: "linear",
-                run,
-                preset: RunPreset::default(),
-                preset_name: None,
-                generate: Box::new(move || boxed(LinearRegression::generate(&p)?, &p)),
-            }
-        }
+        SystemCommand::Linear { params, run } => Parts {
+            name: "linear",
+            run,
+            preset: RunPreset::default(),
+            preset_name: None,
+            generate: generator!(LinearParams::from(params), LinearParams, LinearRegression),
+        },
         SystemCommand::MatrixCompletion { params, run } => {
             let (p, preset) = params.resolve();
             Parts {
@@ -67,19 +80,16 @@ fn parts(cmd: &SystemCommand) -> Parts<'_> {
                 run,
                 preset,
                 preset_name: preset_name(params.preset),
-                generate: Box::new(move || boxed(MatrixCompletion::generate(&p)?, &p)),
+                generate: generator!(p, CompletionParams, MatrixCompletion),
             }
         }
-        SystemCommand::MatrixSensing { params, run } => {
-            let p = SensingParams::from(params);
-            Parts {
-                name: "matrix-sensing",
-                run,
-                preset: RunPreset::default(),
-                preset_name: None,
-                generate: Box::new(move || boxed(MatrixSensing::generate(&p)?, &p)),
-            }
-        }
+        SystemCommand::MatrixSensing { params, run } => Parts {
+            name: "matrix-sensing",
+            run,
+            preset: RunPreset::default(),
+            preset_name: None,
+            generate: generator!(SensingParams::from(params), SensingParams, MatrixSensing),
+        },
         SystemCommand::Diagonal { params, run } => {
             let (p, preset) = params.resolve();
             Parts {
@@ -87,7 +97,7 @@ fn parts(cmd: &SystemCommand) -> Parts<'_> {
                 run,
                 preset,
                 preset_name: preset_name(params.preset),
-                generate: Box::new(move || boxed(DiagonalNetwork::generate(&p)?, &p)),
+                generate: generator!(p, DiagonalParams, DiagonalNetwork),
             }
         }
         SystemCommand::Relu { params, run } => {
@@ -97,7 +107,7 @@ fn parts(cmd: &SystemCommand) -> Parts<'_> {
                 run,
                 preset,
                 preset_name: preset_name(params.preset),
-                generate: Box::new(move || boxed(TwoLayerNetwork::generate(&p)?, &p)),
+                generate: generator!(p, ReluParams, TwoLayerNetwork),
             }
         }
     }
@@ -208,7 +218,16 @@ fn run(cli: SimulateCli) -> Result<ExitCode> {
     // Check the run's options before building or writing anything.
     let cfg = config(name, run, &resolved, preset_name.as_deref())?;
     cfg.validate()?;
-    let (mut system, instance) = build_system(name, run, generate.as_ref())?;
+    if run.lambdas.is_some() || run.seeds.is_some() {
+        return sweep(
+            name,
+            run,
+            &preset,
+            preset_name.as_deref(),
+            generate.as_ref(),
+        );
+    }
+    let (mut system, instance) = build_system(name, run, &|| generate(None))?;
     if let (SystemCommand::Relu { params, .. }, Some(_)) = (&cli.system, &run.instance) {
         // A loaded two-layer network runs with the activation asked for on the command line.
         if params.activation.is_some() {
@@ -272,4 +291,109 @@ fn run(cli: SimulateCli) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(3))
     }
+}
+
+/// A sweep over λ (and seeds): every run in parallel into its own directory, then the
+/// combined summary. Each run is independent, so the results do not depend on the threads.
+fn sweep(
+    name: &str,
+    run: &RunArgs,
+    preset: &RunPreset,
+    preset_name: Option<&str>,
+    generate: &(dyn Fn(Option<u64>) -> Generated + Sync),
+) -> Result<ExitCode> {
+    use rayon::prelude::*;
+    if run.instance.is_some() && run.seeds.is_some() {
+        bail!("--seeds generates instances: it cannot be used with --instance");
+    }
+    if run.save_instance.is_some() {
+        bail!("--save-instance saves one instance: it cannot be used in a sweep");
+    }
+    let lambdas: Vec<Option<f64>> = match &run.lambdas {
+        Some(l) => l.iter().map(|x| Some(*x)).collect(),
+        None => vec![None],
+    };
+    let seeds: Vec<Option<u64>> = match &run.seeds {
+        Some(s) => s.iter().map(|x| Some(*x)).collect(),
+        None => vec![None],
+    };
+    let base = run.resolve(preset, 10.0);
+    let out = run.out.clone().unwrap_or_else(|| {
+        let dir = default_out_dir(name, base.lambda, base.method);
+        let stem = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replace(&format!("lambda{:e}", base.lambda), "sweep");
+        dir.with_file_name(match preset_name {
+            Some(p) => format!("{stem}-{p}"),
+            None => stem,
+        })
+    });
+    // Every job's configuration is checked before anything runs.
+    let mut jobs = Vec::new();
+    for &seed in &seeds {
+        for &lambda in &lambdas {
+            let args = RunArgs {
+                lambda: lambda.or(run.lambda),
+                lambdas: None,
+                out: None,
+                quiet: true,
+                ..run.clone()
+            };
+            let resolved = args.resolve(preset, 10.0);
+            let dir = out.join(format!(
+                "lambda{:e}{}",
+                resolved.lambda,
+                seed.map(|s| format!("-seed{s}")).unwrap_or_default()
+            ));
+            let mut cfg = config(name, &args, &resolved, preset_name)?;
+            cfg.out = dir;
+            cfg.progress = false;
+            cfg.validate()?;
+            jobs.push((seed, cfg));
+        }
+    }
+    grokflow::output::prepare_dir(&out)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(run.threads.unwrap_or(0))
+        .build()
+        .context("setting up the thread pool")?;
+    if !run.quiet {
+        eprintln!(
+            "sweep: {} runs of {name} on {} threads into {}",
+            jobs.len(),
+            pool.current_num_threads(),
+            out.display()
+        );
+    }
+    let results: Vec<Result<grokflow::simulate::SweepEntry>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|(seed, cfg)| {
+                let (system, instance) = build_system(name, run, &|| generate(*seed))?;
+                let r = run_system(system.as_ref(), instance, cfg)?;
+                Ok(grokflow::simulate::SweepEntry::of(&r.summary, &cfg.out))
+            })
+            .collect()
+    });
+    let entries: Vec<grokflow::simulate::SweepEntry> =
+        results.into_iter().collect::<Result<_>>()?;
+    let files = grokflow::simulate::write_sweep(&out, &entries)?;
+    if !run.quiet {
+        print!("{}", grokflow::simulate::sweep_table(&entries));
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        println!(
+            "  wrote {}/{{{}}} and one run directory per run",
+            out.display(),
+            names.join(", ")
+        );
+    }
+    Ok(if entries.iter().all(|e| e.complete) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
