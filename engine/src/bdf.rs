@@ -215,9 +215,14 @@ impl<'f, 'a> Bdf<'f, 'a> {
         (100.0 * h0).min(h1)
     }
 
-    fn factorise(&mut self, c: f64) {
-        if self.factor.as_ref().is_some_and(|(fc, _)| *fc == c) {
-            return;
+    /// Factorises I − cJ, unless the current factorisation's c is within 30% of c (as
+    /// CVODE does: the Newton iteration tolerates a slightly wrong c, and a step-size change
+    /// then costs no factorisation) or `exact` asks for this very c.
+    fn factorise(&mut self, c: f64, exact: bool) {
+        if let Some((fc, _)) = &self.factor {
+            if *fc == c || (!exact && (c / fc - 1.0).abs() <= 0.3) {
+                return;
+            }
         }
         let n = self.y.len();
         let mut a = DMat::from_fn(n, n, |i, j| -c * self.jac[(i, j)]);
@@ -309,7 +314,6 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 let factor = (s_new - self.s) / self.h;
                 change_d(&mut self.d, self.order, factor);
                 self.n_equal_steps = 0;
-                self.factor = None;
             }
             let h = s_new - self.s;
             self.h = h;
@@ -329,9 +333,17 @@ impl<'f, 'a> Bdf<'f, 'a> {
             let c = h / co.alpha[order];
             let (mut converged, mut iterations, mut y_new, mut d);
             loop {
-                self.factorise(c);
+                self.factorise(c, false);
                 (converged, iterations, y_new, d) = self.newton(&y_predict, c, &psi, &scale);
-                if converged || self.jac_current {
+                if converged {
+                    break;
+                }
+                if self.factor.as_ref().is_some_and(|(fc, _)| *fc != c) {
+                    // First refactorise at this step's own c.
+                    self.factorise(c, true);
+                    continue;
+                }
+                if self.jac_current {
                     break;
                 }
                 // Re-evaluate the Jacobian where the step will end, not where it starts.
@@ -343,7 +355,6 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 self.h *= 0.5;
                 change_d(&mut self.d, self.order, 0.5);
                 self.n_equal_steps = 0;
-                self.factor = None;
                 continue;
             }
             let safety = 0.9 * (2.0 * NEWTON_MAXITER as f64 + 1.0)
@@ -364,7 +375,6 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 self.h *= factor;
                 change_d(&mut self.d, self.order, factor);
                 self.n_equal_steps = 0;
-                self.factor = None;
                 continue;
             }
             // Accepted.
@@ -423,7 +433,6 @@ impl<'f, 'a> Bdf<'f, 'a> {
             self.h *= factor;
             change_d(&mut self.d, self.order, factor);
             self.n_equal_steps = 0;
-            self.factor = None;
             return StepResult::Accepted;
         }
     }

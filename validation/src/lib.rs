@@ -982,9 +982,7 @@ pub type NamedSystems = Vec<(String, Box<dyn System>)>;
 /// the full run takes the default instances, except matrix completion, whose default limit
 /// is a singular point of M: it uses the fully overparameterised r = n case on 8×8, whose
 /// limiting flow reaches θ_M^∞.
-pub fn instances(
-    quick: bool,
-) -> Result<NamedSystems, grokflow_systems::SystemError> {
+pub fn instances(quick: bool) -> Result<NamedSystems, grokflow_systems::SystemError> {
     use grokflow_systems::*;
     let mc = CompletionParams {
         n1: 8,
