@@ -74,8 +74,9 @@ fn compute_r(order: usize, factor: f64) -> [[f64; MAX_ORDER + 1]; MAX_ORDER + 1]
     m
 }
 
-/// D[..=order] ← (R U)ᵀ D[..=order]: the differences for step h·factor.
-fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64) {
+/// D[..=order] ← (R U)ᵀ D[..=order]: the differences for step h·factor (`tmp` holds
+/// order + 1 rows of scratch).
+fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64, tmp: &mut [Vec<f64>]) {
     let r = compute_r(order, factor);
     let u = compute_r(order, 1.0);
     let mut ru = [[0.0; MAX_ORDER + 1]; MAX_ORDER + 1];
@@ -84,9 +85,8 @@ fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64) {
             ru[i][j] = (0..=order).map(|k| r[i][k] * u[k][j]).sum();
         }
     }
-    let n = d[0].len();
-    let mut new = vec![vec![0.0; n]; order + 1];
-    for (i, row) in new.iter_mut().enumerate() {
+    for (i, row) in tmp.iter_mut().enumerate().take(order + 1) {
+        row.fill(0.0);
         for j in 0..=order {
             let w = ru[j][i];
             if w != 0.0 {
@@ -94,8 +94,8 @@ fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64) {
             }
         }
     }
-    for (i, row) in new.into_iter().enumerate() {
-        d[i] = row;
+    for i in 0..=order {
+        std::mem::swap(&mut d[i], &mut tmp[i]);
     }
 }
 
@@ -141,7 +141,36 @@ struct Bdf<'f, 'a> {
     jac_current: bool,
     factor: Option<(f64, Factorisation)>,
     stats: SolverStats,
+    work: Work,
+}
+
+/// Buffers of one step, allocated once.
+struct Work {
+    y_predict: Vec<f64>,
+    psi: Vec<f64>,
+    scale: Vec<f64>,
+    y_new: Vec<f64>,
+    d: Vec<f64>,
+    dy: Vec<f64>,
     f: Vec<f64>,
+    /// Scratch rows for rescaling the differences.
+    rows: Vec<Vec<f64>>,
+}
+
+impl Work {
+    fn new(n: usize) -> Self {
+        let v = || vec![0.0; n];
+        Self {
+            y_predict: v(),
+            psi: v(),
+            scale: v(),
+            y_new: v(),
+            d: v(),
+            dy: v(),
+            f: v(),
+            rows: vec![vec![0.0; n]; MAX_ORDER + 1],
+        }
+    }
 }
 
 enum StepResult {
@@ -170,7 +199,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 method: Method::Bdf.name().into(),
                 ..SolverStats::default()
             },
-            f: vec![0.0; n],
+            work: Work::new(n),
         };
         let f0 = b.rhs(theta0);
         b.h = b.initial_step(theta0, &f0);
@@ -237,61 +266,59 @@ impl<'f, 'a> Bdf<'f, 'a> {
         self.factor = Some((c, f));
     }
 
-    /// The corrector: Newton's iteration on y − c f(y) = ψ − (part of the predictor).
-    /// Returns (converged, iterations, y, d).
-    fn newton(
-        &mut self,
-        y_predict: &[f64],
-        c: f64,
-        psi: &[f64],
-        scale: &[f64],
-    ) -> (bool, usize, Vec<f64>, Vec<f64>) {
-        let n = y_predict.len();
-        let mut y = y_predict.to_vec();
-        let mut d = vec![0.0; n];
-        let mut dy = vec![0.0; n];
+    /// The corrector: Newton's iteration on y − c f(y) = ψ from `work.y_predict`, into
+    /// `work.y_new` and `work.d` (their difference). Returns (converged, iterations).
+    fn newton(&mut self, c: f64) -> (bool, usize) {
+        let Self {
+            flow,
+            factor,
+            stats,
+            work,
+            newton_tol,
+            ..
+        } = self;
+        // The factorisation may be of I − c'J with c' within 30% of c: the iteration then
+        // converges more slowly, but converges (scaling the correction by 2/(1 + c/c'), as
+        // CVODE does, cost more iterations here).
+        let (_, factor) = factor.as_ref().expect("factorised before the corrector");
+        let n = work.y_predict.len();
+        work.y_new.copy_from_slice(&work.y_predict);
+        work.d.fill(0.0);
         let mut dy_norm_old: Option<f64> = None;
-        let mut f = std::mem::take(&mut self.f);
-        f.resize(n, 0.0);
         let mut iterations = 0;
         let mut converged = false;
         for k in 0..NEWTON_MAXITER {
             iterations = k + 1;
-            self.stats.rhs_evals += 1;
-            self.flow.rhs_into(&y, &mut f);
-            if !all_finite(&f) {
+            stats.rhs_evals += 1;
+            flow.rhs_into(&work.y_new, &mut work.f);
+            if !all_finite(&work.f) {
                 break;
             }
             for i in 0..n {
-                dy[i] = c * f[i] - psi[i] - d[i];
+                work.dy[i] = c * work.f[i] - work.psi[i] - work.d[i];
             }
-            self.factor
-                .as_ref()
-                .expect("factorised before the corrector")
-                .1
-                .solve_vec(&mut dy);
-            let dy_norm = scaled_norm(&dy, scale);
+            factor.solve_vec(&mut work.dy);
+            let dy_norm = scaled_norm(&work.dy, &work.scale);
             let rate = dy_norm_old.map(|old| dy_norm / old);
             if let Some(r) = rate {
                 if r >= 1.0
-                    || r.powi((NEWTON_MAXITER - k) as i32) / (1.0 - r) * dy_norm > self.newton_tol
+                    || r.powi((NEWTON_MAXITER - k) as i32) / (1.0 - r) * dy_norm > *newton_tol
                 {
                     break;
                 }
             }
             for i in 0..n {
-                y[i] += dy[i];
-                d[i] += dy[i];
+                work.y_new[i] += work.dy[i];
+                work.d[i] += work.dy[i];
             }
-            if dy_norm == 0.0 || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < self.newton_tol) {
+            if dy_norm == 0.0 || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < *newton_tol) {
                 converged = true;
                 break;
             }
             dy_norm_old = Some(dy_norm);
         }
-        self.f = f;
-        self.stats.nonlinear_iterations += iterations;
-        (converged, iterations, y, d)
+        stats.nonlinear_iterations += iterations;
+        (converged, iterations)
     }
 
     /// One accepted step towards `s_end` (never beyond it). The dense output of the step
@@ -312,29 +339,29 @@ impl<'f, 'a> Bdf<'f, 'a> {
             if s_new > s_end {
                 s_new = s_end;
                 let factor = (s_new - self.s) / self.h;
-                change_d(&mut self.d, self.order, factor);
+                change_d(&mut self.d, self.order, factor, &mut self.work.rows);
                 self.n_equal_steps = 0;
             }
             let h = s_new - self.s;
             self.h = h;
             let order = self.order;
-            let mut y_predict = self.d[0].clone();
-            for j in 1..=order {
-                crate::la::axpy(1.0, &self.d[j], &mut y_predict);
-            }
-            let scale: Vec<f64> = y_predict
-                .iter()
-                .map(|y| self.atol + self.rtol * y.abs())
-                .collect();
-            let mut psi = vec![0.0; n];
-            for j in 1..=order {
-                crate::la::axpy(co.gamma[j] / co.alpha[order], &self.d[j], &mut psi);
+            {
+                let w = &mut self.work;
+                w.y_predict.copy_from_slice(&self.d[0]);
+                w.psi.fill(0.0);
+                for j in 1..=order {
+                    crate::la::axpy(1.0, &self.d[j], &mut w.y_predict);
+                    crate::la::axpy(co.gamma[j] / co.alpha[order], &self.d[j], &mut w.psi);
+                }
+                for (sc, y) in w.scale.iter_mut().zip(&w.y_predict) {
+                    *sc = self.atol + self.rtol * y.abs();
+                }
             }
             let c = h / co.alpha[order];
-            let (mut converged, mut iterations, mut y_new, mut d);
+            let (mut converged, mut iterations);
             loop {
                 self.factorise(c, false);
-                (converged, iterations, y_new, d) = self.newton(&y_predict, c, &psi, &scale);
+                (converged, iterations) = self.newton(c);
                 if converged {
                     break;
                 }
@@ -347,24 +374,27 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     break;
                 }
                 // Re-evaluate the Jacobian where the step will end, not where it starts.
-                self.evaluate_jacobian(&y_predict);
+                let at = std::mem::take(&mut self.work.y_predict);
+                self.evaluate_jacobian(&at);
+                self.work.y_predict = at;
                 self.jac_current = true;
             }
             if !converged {
                 self.stats.nonlinear_failures += 1;
                 self.h *= 0.5;
-                change_d(&mut self.d, self.order, 0.5);
+                change_d(&mut self.d, self.order, 0.5, &mut self.work.rows);
                 self.n_equal_steps = 0;
                 continue;
             }
             let safety = 0.9 * (2.0 * NEWTON_MAXITER as f64 + 1.0)
                 / (2.0 * NEWTON_MAXITER as f64 + iterations as f64);
-            let scale: Vec<f64> = y_new
-                .iter()
-                .map(|y| self.atol + self.rtol * y.abs())
-                .collect();
-            let error: Vec<f64> = d.iter().map(|x| co.error_const[order] * x).collect();
-            let error_norm = scaled_norm(&error, &scale);
+            let error_norm = {
+                let w = &mut self.work;
+                for (sc, y) in w.scale.iter_mut().zip(&w.y_new) {
+                    *sc = self.atol + self.rtol * y.abs();
+                }
+                co.error_const[order] * scaled_norm(&w.d, &w.scale)
+            };
             if error_norm.is_nan() || error_norm > 1.0 {
                 self.stats.error_test_failures += 1;
                 let factor = if error_norm.is_finite() {
@@ -373,7 +403,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     MIN_FACTOR
                 };
                 self.h *= factor;
-                change_d(&mut self.d, self.order, factor);
+                change_d(&mut self.d, self.order, factor, &mut self.work.rows);
                 self.n_equal_steps = 0;
                 continue;
             }
@@ -382,11 +412,12 @@ impl<'f, 'a> Bdf<'f, 'a> {
             self.jac_current = false;
             self.n_equal_steps += 1;
             self.s = s_new;
-            self.y = y_new;
+            self.y.copy_from_slice(&self.work.y_new);
+            let d = &self.work.d;
             for i in 0..n {
                 self.d[order + 2][i] = d[i] - self.d[order + 1][i];
             }
-            self.d[order + 1].copy_from_slice(&d);
+            self.d[order + 1].copy_from_slice(d);
             for j in (0..=order).rev() {
                 let (lo, hi) = self.d.split_at_mut(j + 1);
                 crate::la::axpy(1.0, &hi[0], &mut lo[j]);
@@ -394,21 +425,14 @@ impl<'f, 'a> Bdf<'f, 'a> {
             if self.n_equal_steps < order + 1 {
                 return StepResult::Accepted;
             }
+            let scale = &self.work.scale;
             let error_m_norm = if order > 1 {
-                let e: Vec<f64> = self.d[order]
-                    .iter()
-                    .map(|x| co.error_const[order - 1] * x)
-                    .collect();
-                scaled_norm(&e, &scale)
+                co.error_const[order - 1] * scaled_norm(&self.d[order], scale)
             } else {
                 f64::INFINITY
             };
             let error_p_norm = if order < MAX_ORDER {
-                let e: Vec<f64> = self.d[order + 2]
-                    .iter()
-                    .map(|x| co.error_const[order + 1] * x)
-                    .collect();
-                scaled_norm(&e, &scale)
+                co.error_const[order + 1] * scaled_norm(&self.d[order + 2], scale)
             } else {
                 f64::INFINITY
             };
@@ -431,7 +455,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             self.order = (order + best).saturating_sub(1).clamp(1, MAX_ORDER);
             let factor = MAX_FACTOR.min(safety * max_factor);
             self.h *= factor;
-            change_d(&mut self.d, self.order, factor);
+            change_d(&mut self.d, self.order, factor, &mut self.work.rows);
             self.n_equal_steps = 0;
             return StepResult::Accepted;
         }
