@@ -41,62 +41,94 @@ pub(crate) enum Factorisation {
     },
 }
 
-fn try_cholesky(a: &Mat<f64>) -> Option<Mat<f64>> {
-    let n = a.nrows();
-    let mut l = a.clone();
-    let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
-        n,
-        Par::Seq,
-        Default::default(),
-    ));
-    llt::factor::cholesky_in_place(
-        l.as_mut(),
-        Default::default(),
-        Par::Seq,
-        MemStack::new(&mut buf),
-        Default::default(),
-    )
-    .ok()?;
-    Some(l)
+/// From this size on the factorisations use faer's parallel kernels (measured here:
+/// Cholesky of 2000 in 0.040 s against 0.049 s sequentially, 3430 in 0.17 s against 0.24 s;
+/// below about 1000 the threads cost more than they save).
+const PARALLEL_FROM: usize = 1500;
+
+fn par(n: usize) -> Par {
+    if n >= PARALLEL_FROM {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
+fn count(cholesky: bool) {
+    COUNTS.with(|c| {
+        let mut n = c.get();
+        if cholesky {
+            n.cholesky += 1;
+        } else {
+            n.lu += 1;
+        }
+        c.set(n)
+    });
 }
 
 impl Factorisation {
     /// Factorises `a` (its lower triangle for Cholesky; all of it for the LU fallback).
     pub(crate) fn new(a: &Mat<f64>) -> Self {
-        if let Some(l) = try_cholesky(a) {
-            COUNTS.with(|c| {
-                c.set(FactorisationCounts {
-                    cholesky: c.get().cholesky + 1,
-                    ..c.get()
-                })
-            });
-            return Factorisation::Cholesky(l);
+        Self::build(a.nrows(), None, |mut m| m.copy_from(a))
+    }
+
+    /// Factorises the n×n matrix that `fill` writes (every entry), in place: Cholesky,
+    /// and if that fails `fill` is called again and a partial-pivot LU is taken. The storage
+    /// of `recycled` is reused when it has the right size (no n² allocation per step).
+    pub(crate) fn build(
+        n: usize,
+        recycled: Option<Factorisation>,
+        fill: impl Fn(MatMut<'_, f64>),
+    ) -> Self {
+        let mut a = match recycled {
+            Some(Factorisation::Cholesky(m)) | Some(Factorisation::Lu { lu: m, .. })
+                if m.nrows() == n && m.ncols() == n =>
+            {
+                m
+            }
+            _ => Mat::zeros(n, n),
+        };
+        fill(a.as_mut());
+        let par = par(n);
+        let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+            n,
+            par,
+            Default::default(),
+        ));
+        let chol = llt::factor::cholesky_in_place(
+            a.as_mut(),
+            Default::default(),
+            par,
+            MemStack::new(&mut buf),
+            Default::default(),
+        );
+        if chol.is_ok() {
+            count(true);
+            return Factorisation::Cholesky(a);
         }
-        COUNTS.with(|c| {
-            c.set(FactorisationCounts {
-                lu: c.get().lu + 1,
-                ..c.get()
-            })
-        });
-        let n = a.nrows();
-        let mut lu = a.clone();
+        count(false);
+        fill(a.as_mut());
         let mut perm = vec![0usize; n];
         let mut perm_inv = vec![0usize; n];
         let mut buf = MemBuffer::new(partial_pivoting::factor::lu_in_place_scratch::<usize, f64>(
             n,
             n,
-            Par::Seq,
+            par,
             Default::default(),
         ));
         partial_pivoting::factor::lu_in_place(
-            lu.as_mut(),
+            a.as_mut(),
             &mut perm,
             &mut perm_inv,
-            Par::Seq,
+            par,
             MemStack::new(&mut buf),
             Default::default(),
         );
-        Factorisation::Lu { lu, perm, perm_inv }
+        Factorisation::Lu {
+            lu: a,
+            perm,
+            perm_inv,
+        }
     }
 
     /// True for a Cholesky factorisation.
