@@ -94,6 +94,7 @@ fn measure(
         atol: cfg.atol,
         s_end: cfg.tau_end,
         max_steps,
+        ..Default::default()
     };
     let mut times = Vec::new();
     let mut last = None;
@@ -354,6 +355,7 @@ pub fn bench_systems(
                     atol: 1e-13,
                     s_end: 10.0,
                     max_steps: 2_000_000,
+                    ..Default::default()
                 },
                 &mut [],
             )?;
@@ -371,6 +373,7 @@ pub fn bench_systems(
                         atol: 1e-10,
                         s_end: 10.0,
                         max_steps,
+                        ..Default::default()
                     },
                     &mut [],
                 )?;
@@ -497,6 +500,7 @@ pub fn bench_relu(mut progress: impl FnMut(&str)) -> Result<Vec<ReluRow>> {
                 atol: 1e-10,
                 s_end: 10.0,
                 max_steps,
+                ..Default::default()
             },
             &mut [],
         )?;

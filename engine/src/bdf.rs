@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use crate::error::EngineError;
 use crate::flow::GradientFlow;
+use crate::krylov::MatrixFree;
 use crate::la::{all_finite, DMat};
 use crate::linsolve::Factorisation;
 use crate::method::{Method, Options};
@@ -25,6 +26,8 @@ use crate::run::{Outcome, SolverStats};
 const MAX_ORDER: usize = 5;
 const NEWTON_MAXITER: usize = 4;
 const MIN_FACTOR: f64 = 0.2;
+/// The matrix-free preconditioner is kept while c/c' stays within this factor.
+const MF_C_RATIO: f64 = 3.0;
 const MAX_FACTOR: f64 = 10.0;
 /// The NDF modifications κ_k of the BDF formulas (Shampine–Reichelt).
 const KAPPA: [f64; MAX_ORDER + 1] = [0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0];
@@ -137,9 +140,8 @@ struct Bdf<'f, 'a> {
     order: usize,
     n_equal_steps: usize,
     d: Vec<Vec<f64>>,
-    jac: DMat,
+    linear: Linear,
     jac_current: bool,
-    factor: Option<(f64, Factorisation)>,
     stats: SolverStats,
     work: Work,
 }
@@ -173,6 +175,27 @@ impl Work {
     }
 }
 
+/// The linear algebra of the Newton iteration: a dense Jacobian and the factorisation of
+/// I − cJ, or the matrix-free solve of [`crate::krylov`] (a linearisation point and a
+/// preconditioner). Either is kept across steps and refreshed by the same rules.
+enum Linear {
+    Dense {
+        jac: DMat,
+        factor: Option<(f64, Factorisation)>,
+    },
+    MatrixFree(Box<MatrixFree>),
+}
+
+impl Linear {
+    /// The c of the current factorisation (preconditioner), if any.
+    fn prepared_c(&self) -> Option<f64> {
+        match self {
+            Linear::Dense { factor, .. } => factor.as_ref().map(|(c, _)| *c),
+            Linear::MatrixFree(mf) => mf.preconditioner.as_ref().map(|p| p.c()),
+        }
+    }
+}
+
 enum StepResult {
     Accepted,
     Failed(String),
@@ -181,6 +204,21 @@ enum StepResult {
 impl<'f, 'a> Bdf<'f, 'a> {
     fn new(flow: &'f GradientFlow<'a>, theta0: &[f64], opts: &Options) -> Self {
         let n = theta0.len();
+        let structured = flow
+            .loss()
+            .residuals()
+            .is_some_and(|r| r.has_structured_products());
+        let matrix_free = opts
+            .linear_solver
+            .is_matrix_free(&Method::Bdf, n, structured);
+        let linear = if matrix_free {
+            Linear::MatrixFree(Box::new(MatrixFree::new(n)))
+        } else {
+            Linear::Dense {
+                jac: DMat::zeros(n, n),
+                factor: None,
+            }
+        };
         let mut b = Self {
             flow,
             rtol: opts.rtol,
@@ -192,11 +230,11 @@ impl<'f, 'a> Bdf<'f, 'a> {
             order: 1,
             n_equal_steps: 0,
             d: vec![vec![0.0; n]; MAX_ORDER + 3],
-            jac: DMat::zeros(n, n),
+            linear,
             jac_current: true,
-            factor: None,
             stats: SolverStats {
                 method: Method::Bdf.name().into(),
+                linear_solver: if matrix_free { "matrix_free" } else { "dense" }.into(),
                 ..SolverStats::default()
             },
             work: Work::new(n),
@@ -218,8 +256,13 @@ impl<'f, 'a> Bdf<'f, 'a> {
 
     fn evaluate_jacobian(&mut self, at: &[f64]) {
         self.stats.jac_evals += 1;
-        self.flow.jacobian_into(at, self.jac.as_mut());
-        self.factor = None;
+        match &mut self.linear {
+            Linear::Dense { jac, factor } => {
+                self.flow.jacobian_into(at, jac.as_mut());
+                *factor = None;
+            }
+            Linear::MatrixFree(mf) => mf.linearise(self.flow, at),
+        }
     }
 
     /// Hairer–Nørsett–Wanner's initial step for a first-order method.
@@ -244,26 +287,46 @@ impl<'f, 'a> Bdf<'f, 'a> {
         (100.0 * h0).min(h1)
     }
 
-    /// Factorises I − cJ, unless the current factorisation's c is within 30% of c (as
-    /// CVODE does: the Newton iteration tolerates a slightly wrong c, and a step-size change
-    /// then costs no factorisation) or `exact` asks for this very c.
+    /// Factorises I − cJ (matrix-free: its preconditioner), unless the current one's c is
+    /// within 30% of c (as CVODE does: the Newton iteration tolerates a slightly wrong c, and
+    /// a step-size change then costs no factorisation) or `exact` asks for this very c.
     fn factorise(&mut self, c: f64, exact: bool) {
-        if let Some((fc, _)) = &self.factor {
-            if *fc == c || (!exact && (c / fc - 1.0).abs() <= 0.3) {
+        if let Some(fc) = self.linear.prepared_c() {
+            // The matrix-free solve applies I − cJ exactly and only preconditions with c':
+            // a preconditioner several steps old in c still clusters the spectrum.
+            let tolerated = match self.linear {
+                Linear::Dense { .. } => (c / fc - 1.0).abs() <= 0.3,
+                Linear::MatrixFree(_) => (c / fc).max(fc / c) <= MF_C_RATIO,
+            };
+            if fc == c || (!exact && tolerated) {
                 return;
             }
         }
-        let n = self.y.len();
-        let mut a = DMat::from_fn(n, n, |i, j| -c * self.jac[(i, j)]);
-        for i in 0..n {
-            a[(i, i)] += 1.0;
+        let cholesky = match &mut self.linear {
+            Linear::Dense { jac, factor } => {
+                let n = jac.nrows();
+                let jac = &*jac;
+                let f = Factorisation::build(n, factor.take().map(|(_, f)| f), |mut a| {
+                    for j in 0..n {
+                        let (src, mut dst) = (jac.col(j), a.as_mut().col_mut(j));
+                        for i in 0..n {
+                            dst[i] = -c * src[i];
+                        }
+                        dst[j] += 1.0;
+                    }
+                });
+                let chol = f.is_cholesky();
+                *factor = Some((c, f));
+                Some(chol)
+            }
+            Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
+        };
+        if let Some(chol) = cholesky {
+            self.stats.lu_factorisations += 1;
+            if chol {
+                self.stats.cholesky_factorisations += 1;
+            }
         }
-        let f = Factorisation::new(&a);
-        self.stats.lu_factorisations += 1;
-        if f.is_cholesky() {
-            self.stats.cholesky_factorisations += 1;
-        }
-        self.factor = Some((c, f));
     }
 
     /// The corrector: Newton's iteration on y − c f(y) = ψ from `work.y_predict`, into
@@ -271,16 +334,16 @@ impl<'f, 'a> Bdf<'f, 'a> {
     fn newton(&mut self, c: f64) -> (bool, usize) {
         let Self {
             flow,
-            factor,
+            linear,
             stats,
             work,
             newton_tol,
             ..
         } = self;
-        // The factorisation may be of I − c'J with c' within 30% of c: the iteration then
+        // A dense factorisation may be of I − c'J with c' within 30% of c: the iteration then
         // converges more slowly, but converges (scaling the correction by 2/(1 + c/c'), as
-        // CVODE does, cost more iterations here).
-        let (_, factor) = factor.as_ref().expect("factorised before the corrector");
+        // CVODE does, cost more iterations here). The matrix-free solve applies I − cJ
+        // itself; only its preconditioner lags.
         let n = work.y_predict.len();
         work.y_new.copy_from_slice(&work.y_predict);
         work.d.fill(0.0);
@@ -297,7 +360,21 @@ impl<'f, 'a> Bdf<'f, 'a> {
             for i in 0..n {
                 work.dy[i] = c * work.f[i] - work.psi[i] - work.d[i];
             }
-            factor.solve_vec(&mut work.dy);
+            let solved = match linear {
+                Linear::Dense { factor, .. } => {
+                    let (_, f) = factor.as_ref().expect("factorised before the corrector");
+                    f.solve_vec(&mut work.dy);
+                    true
+                }
+                Linear::MatrixFree(mf) => {
+                    let out = mf.solve(flow, c, &mut work.dy, &mut stats.jvp_evals);
+                    stats.krylov_iterations += out.iterations;
+                    out.converged
+                }
+            };
+            if !solved {
+                break;
+            }
             let dy_norm = scaled_norm(&work.dy, &work.scale);
             let rate = dy_norm_old.map(|old| dy_norm / old);
             if let Some(r) = rate {
@@ -365,8 +442,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 if converged {
                     break;
                 }
-                if self.factor.as_ref().is_some_and(|(fc, _)| *fc != c) {
-                    // First refactorise at this step's own c.
+                let dense = matches!(self.linear, Linear::Dense { .. });
+                if dense && self.linear.prepared_c().is_some_and(|fc| fc != c) {
+                    // First refactorise at this step's own c (the matrix-free operator has
+                    // it already: only its Jacobian point can be at fault).
                     self.factorise(c, true);
                     continue;
                 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod flow;
 mod gd;
 pub mod grokking;
+mod krylov;
 pub mod la;
 pub mod limiting;
 mod linsolve;
@@ -30,7 +31,7 @@ pub use limiting::{
 };
 pub use linsolve::{factorisation_counts, FactorisationCounts};
 pub use loss::{Loss, NoObservables, Observables, Residuals};
-pub use method::{Method, Options};
+pub use method::{LinearSolver, Method, Options, MATRIX_FREE_MIN_DIM};
 pub use observe::{
     log_time_grid, BlowUpGuard, Control, DenseOutput, Observer, Recorder, RunInfo, Sample,
     StepView, StopReason, Trajectory,

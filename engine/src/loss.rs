@@ -66,6 +66,35 @@ pub trait Residuals {
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]);
     /// jac ← ∂r/∂θ (m×d, every entry written).
     fn jacobian_into(&self, theta: &[f64], jac: MatMut<'_, f64>);
+
+    /// True when [`Residuals::jvp_into`], [`Residuals::vjp_into`] and
+    /// [`Residuals::gram_into`] exploit structure and cost less than a dense m×d Jacobian.
+    /// The matrix-free Newton solve then calls them as they are; otherwise it assembles J
+    /// once per linearisation point and multiplies by it.
+    fn has_structured_products(&self) -> bool {
+        false
+    }
+
+    /// out ← J(θ)·v (m entries). The default assembles J.
+    fn jvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
+        let mut jac = DMat::zeros(self.count(), theta.len());
+        self.jacobian_into(theta, jac.as_mut());
+        matvec_into(jac.as_ref(), v, out);
+    }
+
+    /// out ← J(θ)ᵀ·u (d entries). The default assembles J.
+    fn vjp_into(&self, theta: &[f64], u: &[f64], out: &mut [f64]) {
+        let mut jac = DMat::zeros(self.count(), theta.len());
+        self.jacobian_into(theta, jac.as_mut());
+        matvec_into(jac.transpose(), u, out);
+    }
+
+    /// gram ← J(θ)J(θ)ᵀ (m×m, every entry written). The default assembles J.
+    fn gram_into(&self, theta: &[f64], mut gram: MatMut<'_, f64>) {
+        let mut jac = DMat::zeros(self.count(), theta.len());
+        self.jacobian_into(theta, jac.as_mut());
+        gram.copy_from(&jac * jac.transpose());
+    }
 }
 
 /// What a run records beside the training loss: the test metric and any system-specific

@@ -61,6 +61,49 @@ impl Method {
     }
 }
 
+/// How grokflow's BDF solves the linear systems of its Newton iteration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinearSolver {
+    /// Matrix-free from [`MATRIX_FREE_MIN_DIM`] parameters when the loss has residuals
+    /// with structured products (its preconditioner needs them), dense otherwise.
+    #[default]
+    Auto,
+    /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).
+    Dense,
+    /// Hessian-vector products and preconditioned MINRES: no d×d matrix is stored.
+    MatrixFree,
+}
+
+/// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve. On
+/// matrix completion the dense solve is slightly faster at d = 400 and seven times slower
+/// at d = 1800 (BENCHMARKS.md, "Large d").
+pub const MATRIX_FREE_MIN_DIM: usize = 1000;
+
+impl LinearSolver {
+    /// A short stable name ("auto", "dense", "matrix_free").
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinearSolver::Auto => "auto",
+            LinearSolver::Dense => "dense",
+            LinearSolver::MatrixFree => "matrix_free",
+        }
+    }
+
+    /// True when a run of dimension `dim` with `method` solves matrix-free; `structured`
+    /// says whether the loss has residuals with structured products
+    /// ([`crate::Residuals::has_structured_products`]).
+    pub fn is_matrix_free(&self, method: &Method, dim: usize, structured: bool) -> bool {
+        match self {
+            LinearSolver::Auto => {
+                *method == Method::Bdf && structured && dim >= MATRIX_FREE_MIN_DIM
+            }
+            LinearSolver::Dense => false,
+            LinearSolver::MatrixFree => true,
+        }
+    }
+}
+
 /// Options of one integration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
@@ -72,11 +115,14 @@ pub struct Options {
     pub s_end: f64,
     /// The run stops with [`crate::StopReason::MaxSteps`] after this many steps.
     pub max_steps: usize,
+    /// The linear solver of grokflow's BDF (the other implicit methods are dense only).
+    #[serde(default)]
+    pub linear_solver: LinearSolver,
 }
 
 impl Options {
     /// Checks that the options make sense before a run starts.
-    pub fn validate(&self) -> Result<(), EngineError> {
+    pub fn validate(&self, method: &Method) -> Result<(), EngineError> {
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -89,6 +135,16 @@ impl Options {
         positive("rtol", self.rtol)?;
         positive("atol", self.atol)?;
         positive("the end time", self.s_end)?;
+        if self.linear_solver == LinearSolver::MatrixFree
+            && method.is_implicit()
+            && *method != Method::Bdf
+        {
+            return Err(EngineError::InvalidInput(format!(
+                "the matrix-free linear solver works with the bdf method only, not {}; \
+                 choose --method bdf or --linear-solver dense",
+                method.name()
+            )));
+        }
         if self.max_steps == 0 {
             return Err(EngineError::InvalidInput(
                 "max_steps must be at least 1".into(),
@@ -105,6 +161,7 @@ impl Default for Options {
             atol: 1e-10,
             s_end: 10.0,
             max_steps: 1_000_000,
+            linear_solver: LinearSolver::Auto,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::error::EngineError;
 use crate::flow::GradientFlow;
 use crate::la::norm;
 use crate::loss::Loss;
-use crate::method::{Method, Options};
+use crate::method::{LinearSolver, Method, Options};
 use crate::observe::{Control, Observer, StepView, StopReason};
 use crate::run::{integrate, SolverStats};
 
@@ -28,6 +28,9 @@ pub struct PhiOptions {
     /// The method: BDF, or gradient descent for runs whose flow is not smooth enough for an
     /// implicit method (the exact ReLU), where Φ is then the limit of unregularised descent.
     pub method: Method,
+    /// The linear solver of the BDF (auto: matrix-free for large d).
+    #[serde(default)]
+    pub linear_solver: LinearSolver,
 }
 
 impl Default for PhiOptions {
@@ -40,6 +43,7 @@ impl Default for PhiOptions {
             atol: 1e-12,
             max_steps: 200_000,
             method: Method::Bdf,
+            linear_solver: LinearSolver::Auto,
         }
     }
 }
@@ -121,6 +125,7 @@ pub fn phi(
         atol: opts.atol,
         s_end: opts.t_max,
         max_steps: opts.max_steps,
+        linear_solver: opts.linear_solver,
     };
     let out = integrate(&flow, theta_init, opts.method, &run_opts, &mut all)?;
     match out.stop {

@@ -31,6 +31,13 @@ pub struct SolverStats {
     /// How many of those were Cholesky factorisations (the rest fell back to a
     /// partial-pivot LU because the matrix was not positive definite).
     pub cholesky_factorisations: usize,
+    /// MINRES iterations of the matrix-free Newton solve (each one Hessian-vector product).
+    #[serde(default)]
+    pub krylov_iterations: usize,
+    /// "dense" or "matrix_free" (what [`crate::LinearSolver::Auto`] chose); empty for the
+    /// explicit methods.
+    #[serde(default)]
+    pub linear_solver: String,
     /// Wall time in seconds.
     pub wall_s: f64,
 }
@@ -47,6 +54,10 @@ impl SolverStats {
         self.jac_evals += other.jac_evals;
         self.cholesky_factorisations += other.cholesky_factorisations;
         self.lu_factorisations += other.lu_factorisations;
+        self.krylov_iterations += other.krylov_iterations;
+        if self.linear_solver.is_empty() {
+            self.linear_solver.clone_from(&other.linear_solver);
+        }
         self.wall_s += other.wall_s;
     }
 }
@@ -76,7 +87,7 @@ pub fn integrate(
     opts: &Options,
     observers: &mut [&mut dyn Observer],
 ) -> Result<Outcome, EngineError> {
-    opts.validate()?;
+    opts.validate(&method)?;
     if theta0.len() != flow.dim() {
         return Err(EngineError::InvalidInput(format!(
             "θ₀ has length {} but the loss has dimension {}",

@@ -8,8 +8,8 @@ use common::{DoubleWell, Quadratic};
 use grokflow_engine::la::{distance, MatMut};
 use grokflow_engine::{
     check_derivatives, grokking_times, integrate, log_time_grid, phi, BlowUpGuard, Control,
-    GradientFlow, Loss, Method, Observer, Options, PhiOptions, Recorder, Sample, StepView,
-    StopReason, TimeScale, Trajectory,
+    GradientFlow, LinearSolver, Loss, Method, Observer, Options, PhiOptions, Recorder, Sample,
+    StepView, StopReason, TimeScale, Trajectory,
 };
 
 fn quadratic() -> Quadratic {
@@ -27,6 +27,7 @@ fn opts(rtol: f64, s_end: f64) -> Options {
         atol: rtol * 1e-2,
         s_end,
         max_steps: 100_000,
+        ..Default::default()
     }
 }
 
@@ -59,6 +60,58 @@ fn every_implicit_method_follows_the_exact_flow_in_both_clocks() {
             );
         }
     }
+}
+
+#[test]
+fn matrix_free_bdf_follows_the_exact_flow_without_residuals() {
+    // The quadratic has no residual structure: the Krylov solve runs on Hessian-vector
+    // products with no preconditioner and must still meet the tolerance, in about the
+    // dense solve's number of steps.
+    let q = quadratic();
+    for (time, lambda) in [
+        (TimeScale::Fast, 1e-2),
+        (TimeScale::Slow, 1e-2),
+        (TimeScale::Slow, 1e-7),
+    ] {
+        let flow = GradientFlow::regularised(&q, lambda, time).unwrap();
+        let t_end = 5.0 / lambda;
+        let run = |linear_solver| {
+            let o = Options {
+                linear_solver,
+                ..opts(1e-9, flow.clock(t_end))
+            };
+            integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap()
+        };
+        let (free, dense) = (run(LinearSolver::MatrixFree), run(LinearSolver::Dense));
+        assert_eq!(free.stop, StopReason::Finished);
+        assert_eq!(free.stats.linear_solver, "matrix_free");
+        assert_eq!(dense.stats.linear_solver, "dense");
+        assert!(free.stats.krylov_iterations > 0, "{:?}", free.stats);
+        assert_eq!(dense.stats.krylov_iterations, 0);
+        let err = distance(&free.theta_final, &q.exact(&THETA0, lambda, t_end));
+        assert!(err < 1e-6, "{time:?} λ={lambda}: error {err}");
+        let (a, b) = (free.stats.steps as f64, dense.stats.steps as f64);
+        assert!(
+            (a - b).abs() <= 0.1 * b,
+            "{time:?} λ={lambda}: {a} matrix-free steps against {b} dense"
+        );
+    }
+}
+
+#[test]
+fn matrix_free_bdf_handles_indefinite_newton_matrices() {
+    // MINRES needs symmetry, not definiteness: the saddle of the double well again.
+    let f = SaddlePlusDecay;
+    let flow = GradientFlow::unregularised(&f);
+    let o = Options {
+        linear_solver: LinearSolver::MatrixFree,
+        ..opts(1e-10, 300.0)
+    };
+    let out = integrate(&flow, &[0.0, 1.0], Method::Bdf, &o, &mut []).unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    assert_eq!(out.theta_final[0], 0.0);
+    let exact_y = (-300.0f64).exp();
+    assert!((out.theta_final[1] - exact_y).abs() < 1e-11);
 }
 
 #[test]
@@ -313,6 +366,12 @@ fn bad_inputs_are_errors_before_the_run() {
     )
     .is_err());
     assert!(integrate(&flow, &THETA0, Method::Bdf, &opts(0.0, 1.0), &mut []).is_err());
+    let free = Options {
+        linear_solver: LinearSolver::MatrixFree,
+        ..opts(1e-8, 1.0)
+    };
+    let err = integrate(&flow, &THETA0, Method::Esdirk34, &free, &mut []).unwrap_err();
+    assert!(err.to_string().contains("matrix-free"), "{err}");
     assert!(integrate(
         &flow,
         &THETA0,

@@ -462,6 +462,60 @@ impl Residuals for MatrixCompletion {
             }
         }
     }
+
+    /// Each row of J has 2r non-zeros: the products below cost O(mr), the Gram matrix O(m²).
+    fn has_structured_products(&self) -> bool {
+        true
+    }
+
+    /// (J·v)_q = ⟨δUᵢ, Vⱼ⟩ + ⟨Uᵢ, δVⱼ⟩.
+    fn jvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
+        let (r, o) = (self.r, self.n1 * self.r);
+        for (q, &(i, j, _)) in self.obs.iter().enumerate() {
+            let (u, w) = (self.u_row(theta, i), self.v_row(theta, j));
+            let (du, dw) = (&v[i * r..(i + 1) * r], &v[o + j * r..o + (j + 1) * r]);
+            out[q] = (0..r).map(|k| du[k] * w[k] + u[k] * dw[k]).sum();
+        }
+    }
+
+    /// Jᵀ·u: δUᵢ = Σ_q u_q Vⱼ, δVⱼ = Σ_q u_q Uᵢ over the observed (i, j).
+    fn vjp_into(&self, theta: &[f64], u: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        let (r, o) = (self.r, self.n1 * self.r);
+        for (&(i, j, _), &uq) in self.obs.iter().zip(u) {
+            for k in 0..r {
+                out[i * r + k] += uq * theta[o + j * r + k];
+                out[o + j * r + k] += uq * theta[i * r + k];
+            }
+        }
+    }
+
+    /// (JJᵀ)_{q,q'} = [i = i']⟨Vⱼ, Vⱼ'⟩ + [j = j']⟨Uᵢ, Uᵢ'⟩: column q' has non-zeros only
+    /// in the rows of the observations sharing its row i' (contiguous: the observations are
+    /// sorted by row) or its column j'. O(m²) to clear, O(m(n₁ + n₂)) to fill.
+    fn gram_into(&self, theta: &[f64], mut gram: MatMut<'_, f64>) {
+        let inner = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+        let mut row_start = vec![0usize; self.n1 + 1];
+        let mut by_column: Vec<Vec<usize>> = vec![Vec::new(); self.n2];
+        for (q, &(i, j, _)) in self.obs.iter().enumerate() {
+            row_start[i + 1] = q + 1;
+            by_column[j].push(q);
+        }
+        for i in 1..=self.n1 {
+            row_start[i] = row_start[i].max(row_start[i - 1]);
+        }
+        gram.fill(0.0);
+        for (b, &(i2, j2, _)) in self.obs.iter().enumerate() {
+            let (u2, v2) = (self.u_row(theta, i2), self.v_row(theta, j2));
+            let mut col = gram.as_mut().col_mut(b);
+            for a in row_start[i2]..row_start[i2 + 1] {
+                col[a] += inner(self.v_row(theta, self.obs[a].1), v2);
+            }
+            for &a in &by_column[j2] {
+                col[a] += inner(self.u_row(theta, self.obs[a].0), u2);
+            }
+        }
+    }
 }
 
 impl Observables for MatrixCompletion {

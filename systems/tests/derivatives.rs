@@ -80,3 +80,71 @@ fn the_check_catches_a_wrong_system_hessian() {
     let rep = check_derivatives(&s, s.0.theta_init(), 1e-6);
     assert!(rep.gradient < 1e-6 && rep.hessian > 5e-4, "{rep:?}");
 }
+
+/// For every least-squares system: F = ‖r‖²/(2c), the residual Jacobian against central
+/// differences of r, and the structured products J·v, Jᵀ·u and JJᵀ (used by the matrix-free
+/// Newton solve) against the assembled Jacobian.
+#[test]
+fn residual_jacobians_and_their_products_match() {
+    use grokflow_engine::la::{distance, matvec_into, norm, DMat};
+    for entry in registry() {
+        let system = (entry.cheap)(3).expect("cheap instances are valid");
+        let Some(res) = system.residuals() else {
+            continue;
+        };
+        let (m, d) = (res.count(), system.dim());
+        let mut g = rng(5);
+        for k in 0..3 {
+            let theta = if k == 0 {
+                system.theta_init().to_vec()
+            } else {
+                gaussian_vec(&mut g, d, 1.0)
+            };
+            let label = format!("{} point {k}", entry.name);
+            let mut r = vec![0.0; m];
+            res.residuals_into(&theta, &mut r);
+            let f = norm(&r).powi(2) / (2.0 * res.scale());
+            let value = system.value(&theta);
+            assert!(
+                (f - value).abs() <= 1e-12 * value.abs().max(1.0),
+                "{label}: ‖r‖²/2c = {f}, F = {value}"
+            );
+
+            let mut jac = DMat::zeros(m, d);
+            res.jacobian_into(&theta, jac.as_mut());
+            let (mut rp, mut rm) = (vec![0.0; m], vec![0.0; m]);
+            let mut worst = 0.0f64;
+            for j in 0..d {
+                let h = 1e-6 * theta[j].abs().max(1.0);
+                let mut t = theta.clone();
+                t[j] += h;
+                res.residuals_into(&t, &mut rp);
+                t[j] -= 2.0 * h;
+                res.residuals_into(&t, &mut rm);
+                for i in 0..m {
+                    let fd = (rp[i] - rm[i]) / (2.0 * h);
+                    worst = worst.max((fd - jac[(i, j)]).abs() / jac[(i, j)].abs().max(1.0));
+                }
+            }
+            assert!(worst < 1e-6, "{label}: residual Jacobian off by {worst}");
+
+            let v = gaussian_vec(&mut g, d, 1.0);
+            let u = gaussian_vec(&mut g, m, 1.0);
+            let (mut jv, mut jv_dense) = (vec![0.0; m], vec![0.0; m]);
+            res.jvp_into(&theta, &v, &mut jv);
+            matvec_into(jac.as_ref(), &v, &mut jv_dense);
+            let rel = distance(&jv, &jv_dense) / norm(&jv_dense);
+            assert!(rel < 1e-13, "{label}: J·v off by {rel}");
+            let (mut ju, mut ju_dense) = (vec![0.0; d], vec![0.0; d]);
+            res.vjp_into(&theta, &u, &mut ju);
+            matvec_into(jac.transpose(), &u, &mut ju_dense);
+            let rel = distance(&ju, &ju_dense) / norm(&ju_dense);
+            assert!(rel < 1e-13, "{label}: Jᵀ·u off by {rel}");
+            let mut gram = DMat::from_fn(m, m, |_, _| f64::NAN);
+            res.gram_into(&theta, gram.as_mut());
+            let dense = &jac * jac.transpose();
+            let rel = (&gram - &dense).norm_l2() / dense.norm_l2();
+            assert!(rel < 1e-13, "{label}: JJᵀ off by {rel}");
+        }
+    }
+}

@@ -28,6 +28,7 @@ fn run(system: &dyn System, lambda: f64) -> Outcome {
         atol: 1e-10,
         s_end: 10.0,
         max_steps: 100_000,
+        ..Default::default()
     };
     let out = integrate(&flow, theta0, Method::Bdf, &opts, &mut [&mut rec]).unwrap();
     assert_eq!(out.stop, StopReason::Finished, "{}", system.name());

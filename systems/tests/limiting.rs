@@ -102,6 +102,7 @@ fn check_nonlinear(system: &dyn System, label: &str, lambda: f64) {
             atol: 1e-11,
             s_end: res.tau_limit.unwrap().max(10.0) + 10.0,
             max_steps: 100_000,
+            ..Default::default()
         },
         &mut [],
     )

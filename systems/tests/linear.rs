@@ -38,6 +38,7 @@ fn slow_time_error(lr: &LinearRegression, lambda: f64, method: Method, rtol: f64
         atol: rtol * 1e-2,
         s_end: tau_end,
         max_steps: 100_000,
+        ..Default::default()
     };
     let out = integrate(&flow, lr.theta_init(), method, &opts, &mut [&mut rec]).unwrap();
     assert_eq!(out.stop, StopReason::Finished);
@@ -120,6 +121,7 @@ fn large_tau_state_is_the_min_norm_solution() {
         atol: 1e-12,
         s_end: tau_end,
         max_steps: 100_000,
+        ..Default::default()
     };
     let out = integrate(&flow, lr.theta_init(), Method::Bdf, &opts, &mut []).unwrap();
     let exact = truth.exact_flow(lr.theta_init(), lambda, tau_end / lambda);

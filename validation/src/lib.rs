@@ -387,6 +387,7 @@ fn run(
             atol,
             s_end,
             max_steps: 1_000_000,
+            ..Default::default()
         },
         &mut [&mut rec],
     )
@@ -566,6 +567,7 @@ fn run_lambda(
             atol: atol_tight,
             s_end: 500.0,
             max_steps: 50_000,
+            ..Default::default()
         },
         &mut [&mut stat],
     )

@@ -1,0 +1,131 @@
+//! The matrix-free Newton solve (Hessian-vector products, MINRES preconditioned by
+//! Gauss–Newton) against the closed form of linear regression and against the dense solve
+//! on matrix completion, whose residual products are structured.
+
+use grokflow_engine::la::{distance, norm};
+use grokflow_engine::{
+    integrate, GradientFlow, LinearSolver, Loss, Method, Options, Outcome, StopReason, TimeScale,
+};
+use grokflow_systems::{
+    registry, CompletionParams, LinearParams, LinearRegression, MatrixCompletion,
+};
+
+fn run(loss: &dyn Loss, theta0: &[f64], lambda: f64, rtol: f64, ls: LinearSolver) -> Outcome {
+    let flow = GradientFlow::regularised(loss, lambda, TimeScale::Slow).unwrap();
+    let opts = Options {
+        rtol,
+        atol: rtol * 1e-2,
+        s_end: 10.0,
+        max_steps: 100_000,
+        linear_solver: ls,
+    };
+    let out = integrate(&flow, theta0, Method::Bdf, &opts, &mut []).unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    out
+}
+
+#[test]
+fn matrix_free_linear_regression_follows_the_exact_flow() {
+    let lr = LinearRegression::generate(&LinearParams::default()).unwrap();
+    let truth = lr.truth().unwrap();
+    for lambda in [1e-2, 1e-5, 1e-8] {
+        let out = run(&lr, lr.theta_init(), lambda, 1e-9, LinearSolver::MatrixFree);
+        assert_eq!(out.stats.linear_solver, "matrix_free");
+        let exact = truth.exact_flow(lr.theta_init(), lambda, 10.0 / lambda);
+        let err = distance(&out.theta_final, &exact) / norm(&exact);
+        let dense = run(&lr, lr.theta_init(), lambda, 1e-9, LinearSolver::Dense);
+        eprintln!(
+            "linear λ={lambda:e}: error {err:.2e}, steps {} (dense {}), MINRES iterations {}",
+            out.stats.steps, dense.stats.steps, out.stats.krylov_iterations
+        );
+        assert!(err < 1e-6, "λ={lambda}: relative error {err}");
+        let (a, b) = (out.stats.steps as f64, dense.stats.steps as f64);
+        assert!((a - b).abs() <= 0.1 * b, "{a} steps against {b} dense");
+    }
+}
+
+#[test]
+fn matrix_free_matrix_completion_agrees_with_the_dense_solve() {
+    let entry = registry()
+        .into_iter()
+        .find(|e| e.name == "matrix-completion")
+        .unwrap();
+    let mc = (entry.default)(0).unwrap();
+    assert!(mc.residuals().unwrap().has_structured_products());
+    for lambda in [1e-4, 1e-8] {
+        let free = run(
+            mc.as_ref(),
+            mc.theta_init(),
+            lambda,
+            1e-8,
+            LinearSolver::MatrixFree,
+        );
+        let dense = run(
+            mc.as_ref(),
+            mc.theta_init(),
+            lambda,
+            1e-8,
+            LinearSolver::Dense,
+        );
+        let gap = distance(&free.theta_final, &dense.theta_final) / norm(&dense.theta_final);
+        eprintln!(
+            "matrix completion λ={lambda:e}: gap {gap:.2e}, steps {} (dense {}), \
+             MINRES iterations {}, preconditioner factorisations {}",
+            free.stats.steps,
+            dense.stats.steps,
+            free.stats.krylov_iterations,
+            free.stats.lu_factorisations
+        );
+        assert!(
+            gap < 1e-5,
+            "λ={lambda}: matrix-free and dense differ by {gap}"
+        );
+        let (a, b) = (free.stats.steps as f64, dense.stats.steps as f64);
+        assert!((a - b).abs() <= 0.1 * b, "{a} steps against {b} dense");
+        // The preconditioner keeps MINRES short: a bound on the average, in iterations.
+        let per_newton =
+            free.stats.krylov_iterations as f64 / free.stats.nonlinear_iterations as f64;
+        assert!(
+            per_newton < 20.0,
+            "{per_newton} MINRES iterations per Newton iteration"
+        );
+    }
+}
+
+#[test]
+fn auto_goes_matrix_free_on_large_structured_problems_only() {
+    let small = registry()
+        .into_iter()
+        .find(|e| e.name == "matrix-completion")
+        .map(|e| (e.default)(0).unwrap())
+        .unwrap();
+    let out = run(
+        small.as_ref(),
+        small.theta_init(),
+        1e-4,
+        1e-6,
+        LinearSolver::Auto,
+    );
+    assert_eq!(out.stats.linear_solver, "dense", "d = {}", small.dim());
+    // d = (n₁ + n₂)·r = 1000: the threshold.
+    let large = MatrixCompletion::generate(&CompletionParams {
+        n1: 25,
+        n2: 25,
+        width: 20,
+        ..CompletionParams::default()
+    })
+    .unwrap();
+    assert_eq!(large.dim(), grokflow_engine::MATRIX_FREE_MIN_DIM);
+    let out = run(&large, large.theta_init(), 1e-4, 1e-6, LinearSolver::Auto);
+    assert_eq!(out.stats.linear_solver, "matrix_free");
+    // Without structured residual products, Auto stays dense whatever the size.
+    let lr = LinearRegression::generate(&LinearParams {
+        n: 20,
+        d: 1200,
+        ..LinearParams::default()
+    })
+    .unwrap();
+    assert!(!lr.residuals().unwrap().has_structured_products());
+    let out = run(&lr, lr.theta_init(), 1e-4, 1e-6, LinearSolver::Auto);
+    assert_eq!(out.stats.linear_solver, "dense");
+}
