@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use grokflow_engine::{Method, TimeScale};
+use grokflow_engine::{LinearSolver, Method, TimeScale};
 use grokflow_systems::{
     Activation, CompletionParams, DiagonalParams, LinearParams, LinearTeacher, ReluParams,
     SensingParams,
@@ -103,6 +103,28 @@ pub enum MethodArg {
     Gd,
 }
 
+/// Linear solvers of the BDF's Newton iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LinearSolverArg {
+    /// Dense below 3000 parameters, matrix-free from there.
+    Auto,
+    /// Assemble the Hessian and factorise (Cholesky, LU fallback): best for small d.
+    Dense,
+    /// Hessian-vector products and MINRES with a Gauss–Newton preconditioner: no d×d
+    /// matrix stored (--method bdf only).
+    MatrixFree,
+}
+
+impl From<LinearSolverArg> for LinearSolver {
+    fn from(l: LinearSolverArg) -> Self {
+        match l {
+            LinearSolverArg::Auto => LinearSolver::Auto,
+            LinearSolverArg::Dense => LinearSolver::Dense,
+            LinearSolverArg::MatrixFree => LinearSolver::MatrixFree,
+        }
+    }
+}
+
 /// The clock of the integration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TimeArg {
@@ -166,6 +188,10 @@ pub struct RunArgs {
     /// or the preset's].
     #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
+
+    /// Linear solver of the BDF's Newton iteration.
+    #[arg(long, value_enum, default_value_t = LinearSolverArg::Auto)]
+    pub linear_solver: LinearSolverArg,
 
     /// Relative tolerance of the adaptive methods.
     #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]

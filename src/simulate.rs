@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use grokflow_engine::{
-    grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, Method, Options,
-    PhiOptions, Recorder, TimeScale, FIT_RATIO,
+    grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, LinearSolver, Method,
+    Options, PhiOptions, Recorder, TimeScale, FIT_RATIO,
 };
 use grokflow_plots::{
     function_figure, render, singular_values_figure, trajectory_figure, FunctionTable,
@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub t_end: f64,
     /// Integration method.
     pub method: Method,
+    /// Linear solver of the BDF.
+    pub linear_solver: LinearSolver,
     /// Relative tolerance.
     pub rtol: f64,
     /// Absolute tolerance.
@@ -173,7 +175,10 @@ pub fn run_system(
             t_max: lr * cfg.max_steps.min(100_000_000) as f64,
             ..PhiOptions::default()
         },
-        _ => PhiOptions::default(),
+        _ => PhiOptions {
+            linear_solver: cfg.linear_solver,
+            ..PhiOptions::default()
+        },
     };
     let phi_res = match phi(
         system,
@@ -195,6 +200,7 @@ pub fn run_system(
         atol: cfg.atol,
         s_end: flow.clock(cfg.t_end),
         max_steps: cfg.max_steps,
+        linear_solver: cfg.linear_solver,
     };
     let grid = log_time_grid(cfg.t_min, cfg.t_end, cfg.per_decade);
     let marks: Vec<f64> = [1.0 / cfg.lambda]

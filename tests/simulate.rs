@@ -229,6 +229,10 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
         (vec!["--tau-end", "0"], "--tau-end"),
         (vec!["--rtol", "-1"], "rtol"),
         (
+            vec!["--method", "esdirk34", "--linear-solver", "matrix-free"],
+            "matrix-free",
+        ),
+        (
             vec!["--method", "gd", "--lr", "0.01", "--lambda", "1e-8"],
             "iterations",
         ),
@@ -432,6 +436,34 @@ fn every_system_runs_end_to_end_with_its_own_outputs() {
             "{system}: the saved instance does not reproduce the run"
         );
     }
+}
+
+#[test]
+fn the_linear_solver_is_selectable_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut finals = Vec::new();
+    for choice in ["dense", "matrix-free"] {
+        let out = dir.path().join(choice);
+        let o = simulate(&[
+            "matrix-completion",
+            "--lambda",
+            "1e-4",
+            "--linear-solver",
+            choice,
+            "--no-plot",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = read_json(&out.join("summary.json"));
+        assert_eq!(s["stats"]["linear_solver"], choice.replace('-', "_"));
+        let krylov = num(&s, "stats.krylov_iterations");
+        assert_eq!(krylov > 0.0, choice == "matrix-free", "{}", s["stats"]);
+        finals.push(num(&s, "final.norm"));
+    }
+    let gap = (finals[0] - finals[1]).abs() / finals[0];
+    assert!(gap < 1e-6, "final norms {finals:?}");
 }
 
 #[test]

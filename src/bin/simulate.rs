@@ -190,6 +190,7 @@ fn config(
         time: run.time.into(),
         t_end: resolved.t_end,
         method: resolved.method,
+        linear_solver: run.linear_solver.into(),
         rtol: run.rtol,
         atol: run.atol,
         max_steps,
