@@ -240,8 +240,12 @@ fn fmt_count(x: f64) -> String {
 /// BENCHMARKS.md from the rows.
 pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
     let mut s = String::from("# grokflow benchmarks\n\n");
-    s += "Regenerate with `cargo run --release --bin bench` (about ten seconds). Counts are stable; \
-          wall times depend on the machine and its load.\n\n";
+    s += "Regenerate with `cargo run --release --bin bench` (about 40 minutes on 2 cores; `--quick` \
+          for a few minutes, `--no-scipy` to leave scipy out). The scipy comparison runs \
+          bench/scipy_bench.py and needs python3 with numpy and scipy (`pip install numpy scipy`); \
+          without them it is skipped and the targets say so. Counts are stable; wall times depend on \
+          the machine and its load. Sections: linear regression by method; every system by λ; the \
+          exact ReLU; the targets; large d; one factorisation; the work–precision table and figures.\n\n";
     s += &format!(
         "Machine: {machine}. Problem: linear regression, default instance (n = 20, d = 200, seed 0), \
          slow time τ ∈ [0, {}], rtol = {:e}, atol = {:e}; error = max over {} log-spaced samples of \

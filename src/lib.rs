@@ -5,5 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod output;
 pub mod progress;
+pub mod scaling;
 pub mod simulate;
 pub mod validation_figures;
+pub mod workprec;

@@ -29,7 +29,7 @@ pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
 pub use limiting::{
     kkt_info, limiting_flow, KktInfo, LimitingOptions, LimitingResult, LimitingStats, LimitingStop,
 };
-pub use linsolve::{factorisation_counts, FactorisationCounts};
+pub use linsolve::{factorisation_counts, factorise_and_solve, FactorisationCounts};
 pub use loss::{Loss, NoObservables, Observables, Residuals};
 pub use method::{LinearSolver, Method, Options, MATRIX_FREE_MIN_DIM};
 pub use observe::{

@@ -66,6 +66,15 @@ fn count(cholesky: bool) {
     });
 }
 
+/// Factorises the symmetric `a` exactly as the BDF Newton solve does (Cholesky, partial-pivot
+/// LU if that fails), solves `rhs` in place with it, and says whether Cholesky held. For
+/// benchmarks and checks of the linear algebra from outside the engine.
+pub fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
+    let f = Factorisation::new(a);
+    f.solve_vec(rhs);
+    f.is_cholesky()
+}
+
 impl Factorisation {
     /// Factorises `a` (its lower triangle for Cholesky; all of it for the LU fallback).
     pub(crate) fn new(a: &Mat<f64>) -> Self {

@@ -1,4 +1,5 @@
-//! `bench`: regenerates BENCHMARKS.md (and benchmarks.json) from measured runs.
+//! `bench`: regenerates BENCHMARKS.md (and benchmarks.json) from measured runs, with the
+//! work–precision figures in docs/figures/.
 
 use std::path::PathBuf;
 
@@ -8,8 +9,14 @@ use grokflow::bench::{
     bench_linear, bench_relu, bench_systems, markdown, relu_markdown, systems_markdown, BenchConfig,
 };
 use grokflow::output::{write_atomic, write_json};
+use grokflow::{scaling, workprec};
+use grokflow_plots::render;
 
-/// Measure grokflow's methods against each other and against gradient descent.
+/// Measure grokflow's methods against each other, gradient descent and scipy's solve_ivp.
+///
+/// The scipy comparison needs python3 with numpy and scipy (`pip install numpy scipy`);
+/// without them it is skipped and the report says so. The full run takes about half an hour
+/// on 2 cores; --quick a few minutes.
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]
 struct Cli {
@@ -19,9 +26,18 @@ struct Cli {
     /// Raw results (JSON).
     #[arg(long, default_value = "benchmarks.json")]
     json: PathBuf,
-    /// Repeats of each timed run.
+    /// Repeats of each timed run (runs over 2 s are timed once).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// A smaller run: two λ, two tolerances, no repeats, sizes up to d = 1800.
+    #[arg(long)]
+    quick: bool,
+    /// Skip scipy even where it is installed.
+    #[arg(long)]
+    no_scipy: bool,
+    /// Where the work–precision figures go.
+    #[arg(long, default_value = "docs/figures")]
+    figures: PathBuf,
 }
 
 fn machine() -> String {
@@ -41,20 +57,73 @@ fn machine() -> String {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    let started = std::time::Instant::now();
+    let stamp = move || format!("{:6.0} s", started.elapsed().as_secs_f64());
     let cfg = BenchConfig {
         repeats: cli.repeats,
         ..BenchConfig::default()
     };
-    let rows = bench_linear(&cfg, |what| eprintln!("bench: {what}"))?;
-    let systems = bench_systems(&cfg.lambdas, 50_000, |what| eprintln!("bench: {what}"))?;
-    let relu = bench_relu(|what| eprintln!("bench: {what}"))?;
+    let rows = bench_linear(&cfg, |what| eprintln!("bench {}: {what}", stamp()))?;
+    let systems = bench_systems(&cfg.lambdas, 50_000, |what| {
+        eprintln!("bench {}: {what}", stamp())
+    })?;
+    let relu = bench_relu(|what| eprintln!("bench {}: {what}", stamp()))?;
+
+    let mut wp_cfg = if cli.quick {
+        workprec::WpConfig::quick()
+    } else {
+        workprec::WpConfig::default()
+    };
+    wp_cfg.repeats = cli.repeats;
+    let scipy = !cli.no_scipy && workprec::scipy_available();
+    if !scipy && !cli.no_scipy {
+        eprintln!("bench: python3 with numpy and scipy not found; the scipy comparison is skipped");
+    }
+    let scratch = std::env::temp_dir().join(format!("grokflow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let instances = grokflow_systems::registry()
+        .into_iter()
+        .map(|e| Ok((e.name.to_string(), (e.default)(0)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let points = workprec::run(&instances, &wp_cfg, &scratch, scipy, |what| {
+        eprintln!("bench {}: {what}", stamp())
+    });
+    std::fs::remove_dir_all(&scratch).ok();
+    let points = points?;
+    std::fs::create_dir_all(&cli.figures)?;
+    let mut figure_paths = Vec::new();
+    for (name, fig) in workprec::figures(&points, &wp_cfg) {
+        let path = cli.figures.join(&name);
+        render(&fig, &path)?;
+        figure_paths.push(path.display().to_string());
+    }
+
+    let (sizes, large_sizes, dense_max) = if cli.quick {
+        (vec![250, 500, 1000], vec![20, 30], 30)
+    } else {
+        (vec![250, 500, 1000, 2000], vec![20, 30, 40, 70], 40)
+    };
+    eprintln!("bench {}: factorisations at n = {sizes:?}", stamp());
+    let factor_rows = scaling::factorisations(&sizes, cli.repeats);
+    let large = scaling::large_d(&large_sizes, dense_max, |what| {
+        eprintln!("bench {}: {what}", stamp())
+    })?;
+
     let mut text = markdown(&cfg, &rows, &machine());
     text += &systems_markdown(&systems);
     text += &relu_markdown(&relu);
+    text += &workprec::targets_markdown(&points, &wp_cfg, scipy);
+    text += &scaling::large_d_markdown(&large);
+    text += &scaling::factorisations_markdown(&factor_rows);
+    text += &workprec::markdown(&points, &wp_cfg, &figure_paths);
     write_atomic(&cli.out, text.as_bytes())?;
     write_json(
         &cli.json,
-        &serde_json::json!({ "config": cfg, "linear": rows, "systems": systems, "relu": relu }),
+        &serde_json::json!({
+            "config": cfg, "linear": rows, "systems": systems, "relu": relu,
+            "workprecision": { "config": wp_cfg, "scipy": scipy, "points": points },
+            "factorisations": factor_rows, "large_d": large,
+        }),
     )?;
     eprintln!(
         "bench: wrote {} and {}",

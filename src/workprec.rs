@@ -1,0 +1,762 @@
+//! The work–precision benchmark: every system and λ, grokflow's methods, gradient descent,
+//! and scipy's `solve_ivp` (BDF, Radau, LSODA, through bench/scipy_bench.py on the same
+//! instance file) at several tolerances, each against one tight reference; speed-ups at equal
+//! accuracy and the issue's targets are computed from these points. Speed is measured here,
+//! never asserted in tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use grokflow_engine::la::{distance, norm};
+use grokflow_engine::{
+    integrate, Control, GradientFlow, LinearSolver, Method, Observer, Options, StepView,
+    StopReason, TimeScale,
+};
+use grokflow_plots::{Figure, Legend, Panel, Series, SeriesStyle, PALETTE};
+use grokflow_systems::System;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the work–precision benchmark.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WpConfig {
+    /// The λ's.
+    pub lambdas: Vec<f64>,
+    /// rtol of each point (atol = rtol/100).
+    pub tolerances: Vec<f64>,
+    /// End of every run in slow time.
+    pub tau_end: f64,
+    /// Repeats of each grokflow run (min, median, max wall time); runs longer than
+    /// `repeat_below_s` are timed once.
+    pub repeats: usize,
+    /// Runs at least this long are not repeated.
+    pub repeat_below_s: f64,
+    /// A grokflow run is stopped after this many seconds (reported, not dropped).
+    pub grokflow_timeout_s: f64,
+    /// Repeats of each scipy run.
+    pub scipy_repeats: usize,
+    /// A scipy run is abandoned after this many seconds.
+    pub scipy_timeout_s: f64,
+    /// Gradient descent is run up to this many iterations, extrapolated beyond.
+    pub gd_max_iterations: f64,
+    /// Where the scipy script lives.
+    pub scipy_script: PathBuf,
+}
+
+impl Default for WpConfig {
+    fn default() -> Self {
+        Self {
+            lambdas: vec![1e-2, 1e-4, 1e-6, 1e-8],
+            tolerances: vec![1e-4, 1e-6, 1e-8],
+            tau_end: 10.0,
+            repeats: 3,
+            repeat_below_s: 2.0,
+            grokflow_timeout_s: 20.0,
+            scipy_repeats: 3,
+            scipy_timeout_s: 20.0,
+            gd_max_iterations: 2e6,
+            scipy_script: PathBuf::from("bench/scipy_bench.py"),
+        }
+    }
+}
+
+impl WpConfig {
+    /// A few minutes instead of about half an hour: two λ, two tolerances, no repeats.
+    pub fn quick() -> Self {
+        Self {
+            lambdas: vec![1e-2, 1e-6],
+            tolerances: vec![1e-5, 1e-8],
+            repeats: 1,
+            scipy_repeats: 1,
+            grokflow_timeout_s: 10.0,
+            scipy_timeout_s: 10.0,
+            gd_max_iterations: 2e5,
+            ..Self::default()
+        }
+    }
+}
+
+/// The grokflow methods of the benchmark: (label, method, linear solver).
+pub fn grokflow_methods() -> Vec<(&'static str, Method, LinearSolver)> {
+    vec![
+        ("grokflow bdf", Method::Bdf, LinearSolver::Dense),
+        (
+            "grokflow bdf matrix-free",
+            Method::Bdf,
+            LinearSolver::MatrixFree,
+        ),
+        ("grokflow esdirk34", Method::Esdirk34, LinearSolver::Dense),
+        ("grokflow tr_bdf2", Method::TrBdf2, LinearSolver::Dense),
+    ]
+}
+
+/// Stops a run once its wall-clock budget is spent.
+struct Deadline {
+    started: Instant,
+    budget_s: f64,
+}
+
+impl Observer for Deadline {
+    fn step(&mut self, _view: &StepView<'_>) -> Control {
+        if self.started.elapsed().as_secs_f64() > self.budget_s {
+            Control::Stop(StopReason::Stopped {
+                reason: format!("wall-clock budget of {:.0} s spent", self.budget_s),
+            })
+        } else {
+            Control::Continue
+        }
+    }
+}
+
+/// One run at one tolerance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WpPoint {
+    /// System.
+    pub system: String,
+    /// Dimension d.
+    pub dim: usize,
+    /// λ.
+    pub lambda: f64,
+    /// "grokflow bdf", "scipy LSODA", "gd", …
+    pub method: String,
+    /// rtol (η for gradient descent).
+    pub rtol: f64,
+    /// "success", "failed", "timeout", "extrapolated", "not run".
+    pub status: String,
+    /// Steps (iterations), where known.
+    pub steps: Option<f64>,
+    /// Right-hand-side evaluations.
+    pub rhs_evals: Option<f64>,
+    /// Jacobian (Hessian) evaluations.
+    pub jac_evals: Option<f64>,
+    /// Factorisations.
+    pub factorisations: Option<f64>,
+    /// Wall time [min, median, max] over the repeats.
+    pub wall_s: [f64; 3],
+    /// ‖θ(τ_end) − θ_ref‖/‖θ_ref‖.
+    pub rel_error: Option<f64>,
+    /// What else to know.
+    pub note: String,
+}
+
+fn wall(times: &mut [f64]) -> [f64; 3] {
+    times.sort_by(|a, b| a.total_cmp(b));
+    [times[0], times[times.len() / 2], times[times.len() - 1]]
+}
+
+fn top_eigenvalue(system: &dyn System) -> f64 {
+    let h = system.hessian(system.theta_init());
+    grokflow_engine::la::symmetric_eigen(h.as_ref())
+        .map(|(v, _)| v.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+        .unwrap_or(f64::NAN)
+}
+
+fn grokflow_point(
+    system: &dyn System,
+    lambda: f64,
+    (label, method, linear_solver): (&str, Method, LinearSolver),
+    rtol: f64,
+    cfg: &WpConfig,
+    reference: &[f64],
+) -> Result<WpPoint> {
+    let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow)?;
+    let opts = Options {
+        rtol,
+        atol: rtol * 1e-2,
+        s_end: cfg.tau_end,
+        max_steps: 2_000_000,
+        linear_solver,
+    };
+    let mut times: Vec<f64> = Vec::new();
+    let mut last = None;
+    for k in 0..cfg.repeats.max(1) {
+        if k > 0 && times[0] > cfg.repeat_below_s {
+            break;
+        }
+        let started = Instant::now();
+        let mut deadline = Deadline {
+            started,
+            budget_s: cfg.grokflow_timeout_s,
+        };
+        let out = integrate(
+            &flow,
+            system.theta_init(),
+            method,
+            &opts,
+            &mut [&mut deadline],
+        )?;
+        times.push(started.elapsed().as_secs_f64());
+        let stop = out.stop.clone();
+        last = Some(out);
+        if stop != StopReason::Finished {
+            break;
+        }
+    }
+    let out = last.expect("one repeat");
+    let ok = out.stop == StopReason::Finished;
+    Ok(WpPoint {
+        system: system.name().into(),
+        dim: system.dim(),
+        lambda,
+        method: label.into(),
+        rtol,
+        status: if ok {
+            "success".into()
+        } else {
+            out.stop.describe()
+        },
+        steps: Some(out.stats.steps as f64),
+        rhs_evals: Some(out.stats.rhs_evals as f64),
+        jac_evals: Some(out.stats.jac_evals as f64),
+        factorisations: Some(out.stats.lu_factorisations as f64),
+        wall_s: wall(&mut times),
+        rel_error: ok.then(|| distance(&out.theta_final, reference) / norm(reference)),
+        note: String::new(),
+    })
+}
+
+/// Gradient descent with η = 1/L: run when affordable, else its time extrapolated from the
+/// measured cost of an iteration.
+fn gd_point(
+    system: &dyn System,
+    lambda: f64,
+    cfg: &WpConfig,
+    reference: &[f64],
+    seconds_per_iteration: &mut Option<f64>,
+) -> Result<WpPoint> {
+    let l_top = top_eigenvalue(system);
+    let eta = 1.0 / l_top;
+    let iterations = cfg.tau_end / (lambda * eta);
+    let base = |status: &str, wall_s: [f64; 3], rel_error: Option<f64>, note: String| WpPoint {
+        system: system.name().into(),
+        dim: system.dim(),
+        lambda,
+        method: "gd".into(),
+        rtol: eta,
+        status: status.into(),
+        steps: Some(iterations),
+        rhs_evals: Some(iterations),
+        jac_evals: Some(0.0),
+        factorisations: Some(0.0),
+        wall_s,
+        rel_error,
+        note,
+    };
+    let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow)?;
+    if iterations <= cfg.gd_max_iterations {
+        let started = Instant::now();
+        let opts = Options {
+            rtol: 1e-8,
+            atol: 1e-10,
+            s_end: cfg.tau_end,
+            max_steps: usize::MAX,
+            ..Default::default()
+        };
+        let out = integrate(
+            &flow,
+            system.theta_init(),
+            Method::GradientDescent { lr: eta },
+            &opts,
+            &mut [],
+        )?;
+        let t = started.elapsed().as_secs_f64();
+        *seconds_per_iteration = Some(t / iterations);
+        let ok = out.stop == StopReason::Finished;
+        return Ok(base(
+            if ok { "success" } else { "failed" },
+            [t; 3],
+            ok.then(|| distance(&out.theta_final, reference) / norm(reference)),
+            format!("η = 1/L = {eta:.3e}"),
+        ));
+    }
+    let per = match *seconds_per_iteration {
+        Some(p) => p,
+        None => {
+            // Measure the cost of an iteration on a short run.
+            let n = 20_000.0;
+            let started = Instant::now();
+            let opts = Options {
+                rtol: 1e-8,
+                atol: 1e-10,
+                s_end: flow.clock(n * eta),
+                max_steps: usize::MAX,
+                ..Default::default()
+            };
+            integrate(
+                &flow,
+                system.theta_init(),
+                Method::GradientDescent { lr: eta },
+                &opts,
+                &mut [],
+            )?;
+            let p = started.elapsed().as_secs_f64() / n;
+            *seconds_per_iteration = Some(p);
+            p
+        }
+    };
+    Ok(base(
+        "extrapolated",
+        [per * iterations; 3],
+        None,
+        format!("η = 1/L = {eta:.3e}; {per:.2e} s per iteration measured"),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ScipyResult {
+    method: String,
+    rtol: f64,
+    status: String,
+    #[serde(default)]
+    message: String,
+    nfev: Option<f64>,
+    njev: Option<f64>,
+    nlu: Option<f64>,
+    wall_s: [f64; 3],
+    rel_error: Option<f64>,
+}
+
+/// Whether python3 with numpy and scipy is available.
+pub fn scipy_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import numpy, scipy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn scipy_points(
+    system: &dyn System,
+    lambda: f64,
+    cfg: &WpConfig,
+    reference: &[f64],
+    instance: &Path,
+) -> Result<Vec<WpPoint>> {
+    let runs: Vec<serde_json::Value> = ["BDF", "Radau", "LSODA"]
+        .iter()
+        .flat_map(|m| {
+            cfg.tolerances.iter().map(move |&r| {
+                serde_json::json!({"method": m, "rtol": r, "atol": r * 1e-2, "repeats": cfg.scipy_repeats, "timeout_s": cfg.scipy_timeout_s})
+            })
+        })
+        .collect();
+    let job = serde_json::json!({"instance": instance, "lambda": lambda, "tau_end": cfg.tau_end, "reference": reference, "runs": runs});
+    let mut child = Command::new("python3")
+        .arg(&cfg.scipy_script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting python3")?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "scipy_bench.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let results: Vec<ScipyResult> =
+        serde_json::from_slice(&out.stdout).context("reading scipy_bench.py's output")?;
+    Ok(results
+        .into_iter()
+        .map(|r| WpPoint {
+            system: system.name().into(),
+            dim: system.dim(),
+            lambda,
+            method: format!("scipy {}", r.method),
+            rtol: r.rtol,
+            status: r.status.clone(),
+            steps: None,
+            rhs_evals: r.nfev,
+            jac_evals: r.njev,
+            factorisations: r.nlu,
+            wall_s: r.wall_s,
+            rel_error: if r.status == "success" {
+                r.rel_error
+            } else {
+                None
+            },
+            note: if r.status == "success" {
+                String::new()
+            } else {
+                r.message
+            },
+        })
+        .collect())
+}
+
+/// Runs the benchmark on `systems`.
+pub fn run(
+    systems: &[(String, Box<dyn System>)],
+    cfg: &WpConfig,
+    scratch: &Path,
+    scipy: bool,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<WpPoint>> {
+    let mut points = Vec::new();
+    for (name, system) in systems {
+        let instance = scratch.join(format!("{name}.json"));
+        std::fs::write(&instance, system.instance_json())?;
+        let mut gd_rate = None;
+        for &lambda in &cfg.lambdas {
+            progress(&format!("{name} λ = {lambda:e}: reference"));
+            let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
+            let reference = integrate(
+                &flow,
+                system.theta_init(),
+                Method::Bdf,
+                &Options {
+                    rtol: 1e-12,
+                    atol: 1e-14,
+                    s_end: cfg.tau_end,
+                    max_steps: 5_000_000,
+                    ..Default::default()
+                },
+                &mut [],
+            )?
+            .theta_final;
+            for spec in grokflow_methods() {
+                let mut stopped = false;
+                for &rtol in &cfg.tolerances {
+                    if stopped {
+                        // Tolerances run loose to tight: past a failure, tighter costs more.
+                        points.push(WpPoint {
+                            system: system.name().into(),
+                            dim: system.dim(),
+                            lambda,
+                            method: spec.0.into(),
+                            rtol,
+                            status: "not run".into(),
+                            steps: None,
+                            rhs_evals: None,
+                            jac_evals: None,
+                            factorisations: None,
+                            wall_s: [f64::NAN; 3],
+                            rel_error: None,
+                            note: "stopped at a looser tolerance".into(),
+                        });
+                        continue;
+                    }
+                    progress(&format!("{name} λ = {lambda:e}: {} rtol {rtol:e}", spec.0));
+                    let p = grokflow_point(system.as_ref(), lambda, spec, rtol, cfg, &reference)?;
+                    stopped = p.status != "success";
+                    points.push(p);
+                }
+            }
+            progress(&format!("{name} λ = {lambda:e}: gradient descent"));
+            points.push(gd_point(
+                system.as_ref(),
+                lambda,
+                cfg,
+                &reference,
+                &mut gd_rate,
+            )?);
+            if scipy {
+                progress(&format!("{name} λ = {lambda:e}: scipy"));
+                points.extend(scipy_points(
+                    system.as_ref(),
+                    lambda,
+                    cfg,
+                    &reference,
+                    &instance,
+                )?);
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// The time grokflow needs for relative error `error` with the points of one method: log
+/// time interpolated linearly in log error between the two tolerances that bracket it; the
+/// loosest point's time where `error` is looser than every point; None where it is tighter.
+fn time_at(points: &[&WpPoint], error: f64) -> Option<f64> {
+    let mut pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|p| p.rel_error.map(|e| (e.max(1e-300), p.wall_s[1])))
+        .collect();
+    pts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (loosest, tightest) = (pts.first()?, pts.last()?);
+    if error >= loosest.0 {
+        return Some(loosest.1);
+    }
+    if error < tightest.0 {
+        return None;
+    }
+    pts.windows(2).find_map(|w| {
+        let ((e1, t1), (e2, t2)) = (w[0], w[1]);
+        (error <= e1 && error >= e2).then(|| {
+            if e1 == e2 {
+                t1.min(t2)
+            } else {
+                let x = (error.ln() - e1.ln()) / (e2.ln() - e1.ln());
+                (t1.ln() + x * (t2.ln() - t1.ln())).exp()
+            }
+        })
+    })
+}
+
+/// Speed-up of grokflow over one system and λ: for every successful scipy point, its median
+/// time over the time grokflow's fastest method needs for the same error ([`time_at`]).
+/// Returns (smallest speed-up, the scipy point it came from).
+pub fn speedup_vs_scipy(points: &[WpPoint], system: &str, lambda: f64) -> Option<(f64, String)> {
+    let ours = |error: f64| {
+        grokflow_methods()
+            .iter()
+            .filter_map(|(label, ..)| {
+                let pts: Vec<&WpPoint> = points
+                    .iter()
+                    .filter(|p| p.system == system && p.lambda == lambda && p.method == *label)
+                    .collect();
+                time_at(&pts, error)
+            })
+            .min_by(|a, b| a.total_cmp(b))
+    };
+    points
+        .iter()
+        .filter(|p| {
+            p.system == system
+                && p.lambda == lambda
+                && p.method.starts_with("scipy")
+                && p.rel_error.is_some()
+        })
+        .filter_map(|p| {
+            ours(p.rel_error.expect("filtered")).map(|t| {
+                (
+                    p.wall_s[1] / t,
+                    format!("{} at rtol {:.0e}", p.method, p.rtol),
+                )
+            })
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+}
+
+fn cell(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v >= 1e6 => format!("{v:.2e}"),
+        Some(v) => format!("{}", v.round() as u64),
+        None => "—".into(),
+    }
+}
+
+fn wall_cell(w: &[f64; 3]) -> String {
+    if !w[1].is_finite() || w[1] == 0.0 {
+        "—".into()
+    } else if w[0] == w[2] {
+        format!("{:.4}", w[1])
+    } else {
+        format!("{:.4} ({:.4}–{:.4})", w[1], w[0], w[2])
+    }
+}
+
+/// The work–precision section of BENCHMARKS.md.
+pub fn markdown(points: &[WpPoint], cfg: &WpConfig, figures: &[String]) -> String {
+    let mut s = String::from(
+        "\n## Work–precision: grokflow, gradient descent and scipy on every system\n\n",
+    );
+    s += &format!(
+        "Default instance of each system, slow time τ ∈ [0, {}], tolerances rtol ∈ {{{}}} (atol = rtol/100). \
+         Error: ‖θ(τ_end) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol 1e-12. grokflow: median (min–max) of {} runs; \
+         scipy's `solve_ivp` (BDF, Radau, LSODA, analytic Jacobian, bench/scipy_bench.py on the very instance file): {} run(s), \
+         abandoned after {} s. Gradient descent: η = 1/L (L = ‖∇²F(θ_init)‖₂), run up to {:.0e} iterations, extrapolated beyond \
+         from the measured cost of an iteration.\n\n",
+        cfg.tau_end,
+        cfg.tolerances.iter().map(|t| format!("{t:.0e}")).collect::<Vec<_>>().join(", "),
+        cfg.repeats,
+        cfg.scipy_repeats,
+        cfg.scipy_timeout_s,
+        cfg.gd_max_iterations
+    );
+    for f in figures {
+        s += &format!("![{f}]({f})\n");
+    }
+    s += "\n| system | d | λ | method | rtol (η) | status | steps | rhs | Jacobians | factorisations | wall s, median (min–max) | rel. error |\n";
+    s += "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|\n";
+    for p in points {
+        s += &format!(
+            "| {} | {} | {:.0e} | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.system,
+            p.dim,
+            p.lambda,
+            p.method,
+            p.rtol,
+            if p.note.is_empty() {
+                p.status.clone()
+            } else {
+                format!("{} ({})", p.status, p.note)
+            },
+            cell(p.steps),
+            cell(p.rhs_evals),
+            cell(p.jac_evals),
+            cell(p.factorisations),
+            wall_cell(&p.wall_s),
+            p.rel_error
+                .map(|e| format!("{e:.1e}"))
+                .unwrap_or_else(|| "—".into())
+        );
+    }
+    s
+}
+
+/// Speed-up tables and the issue's targets.
+pub fn targets_markdown(points: &[WpPoint], cfg: &WpConfig, scipy: bool) -> String {
+    let mut systems: Vec<(String, usize)> =
+        points.iter().map(|p| (p.system.clone(), p.dim)).collect();
+    systems.dedup();
+    let mut s = String::from("\n## Speed-ups and targets\n\n");
+    s += "Speed-up over scipy at equal accuracy: for every successful scipy run, its median time over the time grokflow's \
+          fastest method needs for the same error, read off that method's work–precision curve (log time interpolated linearly \
+          in log error between its two bracketing tolerances; its loosest point's time where scipy is less accurate than every \
+          grokflow point; no ratio where scipy is more accurate than all of them). The table gives the smallest ratio over scipy's \
+          methods and tolerances (the hardest case for grokflow). Speed-up over gradient descent: its (measured or extrapolated) \
+          time over grokflow BDF's at rtol 1e-8.\n\n";
+    s += "| system | d | λ | vs scipy, smallest ratio (against) | vs gradient descent |\n|---|---:|---|---|---|\n";
+    let mut worst_scipy = f64::INFINITY;
+    let mut gd_at_1e6: Vec<(String, f64)> = Vec::new();
+    for (system, dim) in &systems {
+        for &lambda in &cfg.lambdas {
+            let sp = speedup_vs_scipy(points, system, lambda);
+            let bdf = points.iter().find(|p| {
+                &p.system == system
+                    && p.lambda == lambda
+                    && p.method == "grokflow bdf"
+                    && p.rtol == 1e-8
+            });
+            let gd = points
+                .iter()
+                .find(|p| &p.system == system && p.lambda == lambda && p.method == "gd");
+            let gd_ratio = match (bdf, gd) {
+                (Some(b), Some(g)) => Some(g.wall_s[1] / b.wall_s[1]),
+                _ => None,
+            };
+            if let (Some((r, _)), true) = (&sp, *dim <= 1000) {
+                worst_scipy = worst_scipy.min(*r);
+            }
+            if lambda == 1e-6 {
+                if let Some(r) = gd_ratio {
+                    gd_at_1e6.push((system.clone(), r));
+                }
+            }
+            s += &format!(
+                "| {} | {} | {:.0e} | {} | {} |\n",
+                system,
+                dim,
+                lambda,
+                sp.map(|(r, w)| format!("{r:.1}× ({w})"))
+                    .unwrap_or_else(|| "— (scipy not run or never as accurate)".into()),
+                gd_ratio
+                    .map(|r| format!("{r:.2e}×"))
+                    .unwrap_or_else(|| "—".into())
+            );
+        }
+    }
+    s += "\nTargets:\n\n";
+    s += &format!(
+        "- at equal accuracy, ≥ 10× faster than scipy's fastest method on every system with d ≤ 1000: {}\n",
+        if worst_scipy.is_finite() {
+            if worst_scipy >= 10.0 {
+                format!("**met** (smallest ratio {worst_scipy:.1}×)")
+            } else {
+                format!("**missed**: the smallest ratio is {worst_scipy:.2}× ({:.1}× short)", 10.0 / worst_scipy)
+            }
+        } else {
+            if scipy {
+                "not measured (scipy never reached grokflow's accuracy)".into()
+            } else {
+                "not measured (python3 with numpy and scipy was not available)".into()
+            }
+        }
+    );
+    let gd_min = gd_at_1e6.iter().map(|g| g.1).fold(f64::INFINITY, f64::min);
+    s += &format!(
+        "- at λ = 1e-6, ≥ 1000× faster than gradient descent reaching the same τ: {}\n",
+        if gd_min.is_finite() {
+            if gd_min >= 1000.0 {
+                format!("**met** on every system (smallest {gd_min:.2e}×)")
+            } else {
+                format!("**missed** (smallest {gd_min:.2e}×)")
+            }
+        } else {
+            "not measured".into()
+        }
+    );
+    s
+}
+
+/// One figure per system: error against wall time (log–log), one panel per λ, one curve per
+/// method through its tolerances.
+pub fn figures(points: &[WpPoint], cfg: &WpConfig) -> Vec<(String, Figure)> {
+    let mut systems: Vec<String> = points.iter().map(|p| p.system.clone()).collect();
+    systems.dedup();
+    let methods = [
+        "grokflow bdf",
+        "grokflow bdf matrix-free",
+        "grokflow esdirk34",
+        "grokflow tr_bdf2",
+        "scipy BDF",
+        "scipy Radau",
+        "scipy LSODA",
+        "gd",
+    ];
+    systems
+        .into_iter()
+        .map(|system| {
+            let panels = cfg
+                .lambdas
+                .iter()
+                .map(|&lambda| {
+                    let series = methods
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, m)| {
+                            let pts: Vec<(f64, f64)> = points
+                                .iter()
+                                .filter(|p| {
+                                    p.system == system && p.lambda == lambda && p.method == *m
+                                })
+                                .filter_map(|p| p.rel_error.map(|e| (p.wall_s[1], e.max(1e-16))))
+                                .collect();
+                            (!pts.is_empty()).then(|| Series {
+                                label: m.to_string(),
+                                points: pts,
+                                color: PALETTE[k % PALETTE.len()],
+                                style: if m.starts_with("scipy") {
+                                    SeriesStyle::Dashed
+                                } else {
+                                    SeriesStyle::Line
+                                },
+                            })
+                        })
+                        .collect();
+                    Panel {
+                        title: format!("λ = {lambda:.0e}"),
+                        x_label: "wall time, s".into(),
+                        y_label: "relative error".into(),
+                        log_x: true,
+                        log_y: true,
+                        series,
+                        vlines: vec![],
+                        legend: Legend::UpperRight,
+                    }
+                })
+                .collect();
+            (
+                format!("workprecision-{system}.png"),
+                Figure {
+                    title: format!("{system}: error against wall time"),
+                    panels,
+                    panel_width: 420,
+                    height: 420,
+                },
+            )
+        })
+        .collect()
+}
