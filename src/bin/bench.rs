@@ -64,7 +64,7 @@ fn main() -> Result<()> {
         ..BenchConfig::default()
     };
     let rows = bench_linear(&cfg, |what| eprintln!("bench {}: {what}", stamp()))?;
-    let systems = bench_systems(&cfg.lambdas, 50_000, |what| {
+    let (systems, references) = bench_systems(&cfg.lambdas, 50_000, |what| {
         eprintln!("bench {}: {what}", stamp())
     })?;
     let relu = bench_relu(|what| eprintln!("bench {}: {what}", stamp()))?;
@@ -85,7 +85,7 @@ fn main() -> Result<()> {
         .into_iter()
         .map(|e| Ok((e.name.to_string(), (e.default)(0)?)))
         .collect::<Result<Vec<_>>>()?;
-    let points = workprec::run(&instances, &wp_cfg, &scratch, scipy, |what| {
+    let points = workprec::run(&instances, &wp_cfg, &scratch, scipy, &references, |what| {
         eprintln!("bench {}: {what}", stamp())
     });
     std::fs::remove_dir_all(&scratch).ok();
