@@ -467,6 +467,40 @@ fn the_linear_solver_is_selectable_and_recorded() {
 }
 
 #[test]
+fn a_tolerance_below_the_rounding_floor_is_warned_about() {
+    // At λ = 1e-8 the attainable accuracy is about 0.1·ε/λ ≈ 2e-9: rtol 1e-12 is refused
+    // by the arithmetic, and the user is told so (in the summary and on stderr).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("floor");
+    let o = simulate(&[
+        "linear",
+        "--lambda",
+        "1e-8",
+        "--rtol",
+        "1e-12",
+        "--tau-end",
+        "1e-3",
+        "--no-plot",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_json(&out.join("summary.json"));
+    let warnings = s["warnings"].to_string();
+    assert!(warnings.contains("attainable accuracy"), "{warnings}");
+    // The default tolerance at the default λ draws no such warning.
+    let out = dir.path().join("fine");
+    let o = simulate(&["linear", "--no-plot", "-q", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let s = read_json(&out.join("summary.json"));
+    assert!(
+        !s["warnings"].to_string().contains("attainable"),
+        "{}",
+        s["warnings"]
+    );
+}
+
+#[test]
 fn presets_and_the_sharpness_sweep_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
