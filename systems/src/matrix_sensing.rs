@@ -4,7 +4,9 @@
 //! θ is vec(U), row by row. Since ‖U‖² = tr(UUᵀ) = ‖UUᵀ‖_*, the slow phase minimises the
 //! nuclear norm of the learned PSD matrix over the interpolating set.
 
-use grokflow_engine::la::{DMat, MatMut};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Par};
+use grokflow_engine::la::{DMat, MatMut, MatRef};
 use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
@@ -352,16 +354,19 @@ impl Loss for MatrixSensing {
         let c = 2.0 / self.a.len() as f64;
         h.fill(0.0);
         self.with_residuals(theta, |res, au| {
-            for ((rk, ak), k) in res.iter().zip(&self.a).zip(0..) {
-                let auk = &au[k * nr..(k + 1) * nr];
-                for col in 0..nr {
-                    let w = 2.0 * c * auk[col];
-                    if w != 0.0 {
-                        for row in 0..nr {
-                            h[(row, col)] += w * auk[row];
-                        }
-                    }
-                }
+            // The Gauss–Newton part 2c·(AU)ᵀ(AU) as one matrix product: (AU) is the m×nr
+            // row-major buffer, one row per measurement.
+            let m = res.len();
+            let gn = MatRef::from_row_major_slice(au, m, nr);
+            matmul(
+                h.as_mut(),
+                Accum::Add,
+                gn.transpose(),
+                gn,
+                2.0 * c,
+                Par::Seq,
+            );
+            for (rk, ak) in res.iter().zip(&self.a) {
                 for a in 0..n {
                     for b in 0..n {
                         let diag = c * rk * ak[(a, b)];
