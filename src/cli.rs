@@ -106,12 +106,13 @@ pub enum MethodArg {
 /// Linear solvers of the BDF's Newton iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LinearSolverArg {
-    /// Dense below 3000 parameters, matrix-free from there.
+    /// Matrix-free from 1000 parameters for losses with structured residual products and
+    /// fewer residuals than parameters (matrix completion), dense otherwise.
     Auto,
     /// Assemble the Hessian and factorise (Cholesky, LU fallback): best for small d.
     Dense,
     /// Hessian-vector products and MINRES with a Gauss–Newton preconditioner: no d×d
-    /// matrix stored (--method bdf only).
+    /// matrix stored when there are fewer residuals than parameters (--method bdf only).
     MatrixFree,
 }
 

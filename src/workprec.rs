@@ -339,7 +339,7 @@ fn scipy_points(
         .iter()
         .flat_map(|m| {
             cfg.tolerances.iter().map(move |&r| {
-                serde_json::json!({"method": m, "rtol": r, "atol": r * 1e-2, "repeats": cfg.scipy_repeats, "timeout_s": cfg.scipy_timeout_s})
+                serde_json::json!({"method": m, "rtol": r, "atol": r * 1e-2, "repeats": cfg.scipy_repeats, "timeout_s": cfg.scipy_timeout_s, "repeat_below_s": cfg.repeat_below_s})
             })
         })
         .collect();
@@ -644,7 +644,8 @@ pub fn targets_markdown(points: &[WpPoint], cfg: &WpConfig, scipy: bool) -> Stri
             let gd = points
                 .iter()
                 .find(|p| &p.system == system && p.lambda == lambda && p.method == "gd");
-            let gd_ratio = match (bdf, gd) {
+            let done = |p: &&WpPoint| matches!(p.status.as_str(), "success" | "extrapolated");
+            let gd_ratio = match (bdf.filter(done), gd.filter(done)) {
                 (Some(b), Some(g)) => Some(g.wall_s[1] / b.wall_s[1]),
                 _ => None,
             };

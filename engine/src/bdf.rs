@@ -30,7 +30,9 @@ const MIN_FACTOR: f64 = 0.2;
 const MF_C_RATIO: f64 = 3.0;
 const MAX_FACTOR: f64 = 10.0;
 /// After a Newton failure the step size is capped at 0.9 of the step that failed, and the cap
-/// relaxes by this factor per accepted step. Without it, at loose tolerances and small λ the
+/// relaxes by this factor per accepted step. The step size is held for order + 1 steps after
+/// a failure, so in effect the cap limits the regrowth to 1.3–2.7× the failed step (order 1
+/// to 5) instead of the usual 10×. Without it, at loose tolerances and small λ the
 /// error estimate keeps asking for steps that Newton cannot converge on (its Jacobian must be
 /// taken within about √(λ/μ)/κ_M of the solution, whatever the tolerance) and the step size
 /// ping-pongs: at λ = 1e-8 and rtol 1e-4, matrix completion took over 8900 steps (20 s, a
@@ -219,7 +221,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
         let structured = flow
             .loss()
             .residuals()
-            .is_some_and(|r| r.has_structured_products());
+            .is_some_and(|r| r.has_structured_products() && r.count() < n);
         let matrix_free = opts
             .linear_solver
             .is_matrix_free(&Method::Bdf, n, structured);
@@ -391,10 +393,13 @@ impl<'f, 'a> Bdf<'f, 'a> {
             let dy_norm = scaled_norm(&work.dy, &work.scale);
             let rate = dy_norm_old.map(|old| dy_norm / old);
             if let Some(r) = rate {
-                // Corrections already a tenth of the Newton tolerance that stop shrinking are
-                // rounding noise, not divergence (a state at rest on M, where the slow-time
+                // Two successive corrections below a tenth of the Newton tolerance that stop
+                // shrinking are rounding noise, not divergence (the error test still judges
+                // the step) (a state at rest on M, where the slow-time
                 // right-hand side is rounding error over λ): the iterate is converged.
-                if dy_norm <= 0.1 * *newton_tol {
+                if dy_norm <= 0.1 * *newton_tol
+                    && dy_norm_old.is_some_and(|o| o <= 0.1 * *newton_tol)
+                {
                     for i in 0..n {
                         work.y_new[i] += work.dy[i];
                         work.d[i] += work.dy[i];

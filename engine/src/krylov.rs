@@ -1,4 +1,5 @@
-//! The matrix-free Newton solve for large d: no d×d matrix is stored.
+//! The matrix-free Newton solve for large d: no d×d matrix is stored when the loss has fewer
+//! residuals than parameters (m < d; otherwise the preconditioner is the d×d matrix αI + βJᵀJ).
 //!
 //! The Newton matrix of an implicit step is A = I − cJ = (1 + cκλ)I + cκ∇²F, applied through
 //! Hessian-vector products at the linearisation point θ_J, and A·x = b is solved by
@@ -112,7 +113,11 @@ pub(crate) fn minres(
         // z becomes P⁻¹ v_next below; keep the current zⱼ in w_next meanwhile.
         w_next.copy_from_slice(z);
         apply_p_inv(v_next, z);
-        let gamma_next_sq = dot(z, v_next);
+        let mut gamma_next_sq = dot(z, v_next);
+        if gamma_next_sq < 0.0 && gamma_next_sq.abs() <= 1e3 * f64::EPSILON * beta1_sq {
+            // The Krylov space is exhausted and rounding made γ² slightly negative.
+            gamma_next_sq = 0.0;
+        }
         if gamma_next_sq < 0.0 || !gamma_next_sq.is_finite() {
             return MinresOutcome {
                 iterations: iteration,

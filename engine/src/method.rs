@@ -65,13 +65,15 @@ impl Method {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinearSolver {
-    /// Matrix-free from [`MATRIX_FREE_MIN_DIM`] parameters when the loss has residuals
-    /// with structured products (its preconditioner needs them), dense otherwise.
+    /// Matrix-free from [`MATRIX_FREE_MIN_DIM`] parameters when the loss has fewer residuals
+    /// than parameters, with structured products (its preconditioner needs them), dense
+    /// otherwise.
     #[default]
     Auto,
     /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).
     Dense,
-    /// Hessian-vector products and preconditioned MINRES: no d×d matrix is stored.
+    /// Hessian-vector products and preconditioned MINRES: no d×d matrix is stored when the
+    /// loss has fewer residuals than parameters.
     MatrixFree,
 }
 
@@ -91,7 +93,7 @@ impl LinearSolver {
     }
 
     /// True when a run of dimension `dim` with `method` solves matrix-free; `structured`
-    /// says whether the loss has residuals with structured products
+    /// says whether the loss has fewer residuals than parameters, with structured products
     /// ([`crate::Residuals::has_structured_products`]).
     pub fn is_matrix_free(&self, method: &Method, dim: usize, structured: bool) -> bool {
         match self {

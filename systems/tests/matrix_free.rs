@@ -118,6 +118,26 @@ fn auto_goes_matrix_free_on_large_structured_problems_only() {
     assert_eq!(large.dim(), grokflow_engine::MATRIX_FREE_MIN_DIM);
     let out = run(&large, large.theta_init(), 1e-4, 1e-6, LinearSolver::Auto);
     assert_eq!(out.stats.linear_solver, "matrix_free");
+    // More residuals than parameters: the preconditioner would be d×d, so Auto stays dense.
+    let tall = MatrixCompletion::generate(&CompletionParams {
+        n1: 50,
+        n2: 50,
+        width: 10,
+        ..CompletionParams::default()
+    })
+    .unwrap();
+    assert_eq!(tall.dim(), 1000);
+    assert!(tall.residuals().unwrap().count() > tall.dim());
+    let flow = GradientFlow::regularised(&tall, 1e-4, TimeScale::Slow).unwrap();
+    let short = Options {
+        rtol: 1e-6,
+        atol: 1e-8,
+        s_end: 0.01,
+        max_steps: 100_000,
+        linear_solver: LinearSolver::Auto,
+    };
+    let out = integrate(&flow, tall.theta_init(), Method::Bdf, &short, &mut []).unwrap();
+    assert_eq!(out.stats.linear_solver, "dense");
     // Without structured residual products, Auto stays dense whatever the size.
     let lr = LinearRegression::generate(&LinearParams {
         n: 20,
