@@ -72,7 +72,8 @@ pub struct BenchRow {
     pub note: String,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the upper one for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -329,7 +330,8 @@ pub struct SystemRow {
     pub gd_iterations: f64,
 }
 
-fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
+/// L = ‖∇²F(θ_init)‖₂: gradient descent is stable for η < 2/L.
+pub(crate) fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
     let h = system.hessian(system.theta_init());
     grokflow_engine::la::symmetric_eigen(h.as_ref())
         .map(|(values, _)| values.iter().cloned().fold(0.0, |m: f64, v| m.max(v.abs())))
@@ -343,6 +345,31 @@ fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
 /// 1e-9, end states 3e-9 apart).
 pub fn reference_rtol(lambda: f64) -> f64 {
     (0.1 * f64::EPSILON / lambda).max(1e-11)
+}
+
+/// The reference run of every comparison: grokflow's BDF in slow time to τ = `tau_end` at
+/// [`reference_rtol`].
+pub(crate) fn reference_run(
+    system: &dyn grokflow_systems::System,
+    lambda: f64,
+    tau_end: f64,
+) -> Result<grokflow_engine::Outcome> {
+    let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow)?;
+    let rtol = reference_rtol(lambda);
+    let opts = Options {
+        rtol,
+        atol: 1e-2 * rtol,
+        s_end: tau_end,
+        max_steps: 2_000_000,
+        ..Default::default()
+    };
+    Ok(integrate(
+        &flow,
+        system.theta_init(),
+        Method::Bdf,
+        &opts,
+        &mut [],
+    )?)
 }
 
 /// The reference end states of [`bench_systems`]: (system, λ, θ(τ = 10)).
@@ -364,19 +391,7 @@ pub fn bench_systems(
         for &lambda in lambdas {
             let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
             progress(&format!("{} λ = {lambda:e}: reference", entry.name));
-            let reference = integrate(
-                &flow,
-                system.theta_init(),
-                Method::Bdf,
-                &Options {
-                    rtol: reference_rtol(lambda),
-                    atol: 1e-2 * reference_rtol(lambda),
-                    s_end: 10.0,
-                    max_steps: 2_000_000,
-                    ..Default::default()
-                },
-                &mut [],
-            )?;
+            let reference = reference_run(system.as_ref(), lambda, 10.0)?;
             if reference.stop == StopReason::Finished {
                 references.push((
                     entry.name.to_string(),

@@ -15,6 +15,8 @@ use grokflow_systems::data::{gaussian_vec, rng};
 use grokflow_systems::{CompletionParams, MatrixCompletion};
 use serde::{Deserialize, Serialize};
 
+use crate::bench::median;
+
 /// Timings of one size, median of the repeats, in seconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FactorRow {
@@ -30,11 +32,6 @@ pub struct FactorRow {
     pub cholesky: (bool, bool),
     /// ‖Ax − b‖/‖b‖ of grokflow's solves (definite, indefinite).
     pub residuals: (f64, f64),
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn residual(a: &Mat<f64>, x: &[f64], b: &[f64]) -> f64 {

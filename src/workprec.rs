@@ -18,6 +18,8 @@ use grokflow_plots::{Figure, Legend, Panel, Series, SeriesStyle, PALETTE};
 use grokflow_systems::System;
 use serde::{Deserialize, Serialize};
 
+use crate::bench::{reference_run, top_eigenvalue};
+
 /// Settings of the work–precision benchmark.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WpConfig {
@@ -145,13 +147,6 @@ fn wall(times: &mut [f64]) -> [f64; 3] {
     [times[0], times[times.len() / 2], times[times.len() - 1]]
 }
 
-fn top_eigenvalue(system: &dyn System) -> f64 {
-    let h = system.hessian(system.theta_init());
-    grokflow_engine::la::symmetric_eigen(h.as_ref())
-        .map(|(v, _)| v.iter().fold(0.0f64, |m, x| m.max(x.abs())))
-        .unwrap_or(f64::NAN)
-}
-
 fn grokflow_point(
     system: &dyn System,
     lambda: f64,
@@ -244,23 +239,22 @@ fn gd_point(
         note,
     };
     let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow)?;
-    if iterations <= cfg.gd_max_iterations {
+    // Gradient descent up to slow time `s_end`, and its wall time.
+    let descend = |s_end: f64| -> Result<(grokflow_engine::Outcome, f64)> {
         let started = Instant::now();
         let opts = Options {
             rtol: 1e-8,
             atol: 1e-10,
-            s_end: cfg.tau_end,
+            s_end,
             max_steps: usize::MAX,
             ..Default::default()
         };
-        let out = integrate(
-            &flow,
-            system.theta_init(),
-            Method::GradientDescent { lr: eta },
-            &opts,
-            &mut [],
-        )?;
-        let t = started.elapsed().as_secs_f64();
+        let gd = Method::GradientDescent { lr: eta };
+        let out = integrate(&flow, system.theta_init(), gd, &opts, &mut [])?;
+        Ok((out, started.elapsed().as_secs_f64()))
+    };
+    if iterations <= cfg.gd_max_iterations {
+        let (out, t) = descend(cfg.tau_end)?;
         *seconds_per_iteration = Some(t / iterations);
         let ok = out.stop == StopReason::Finished;
         return Ok(base(
@@ -275,22 +269,7 @@ fn gd_point(
         None => {
             // Measure the cost of an iteration on a short run.
             let n = 20_000.0;
-            let started = Instant::now();
-            let opts = Options {
-                rtol: 1e-8,
-                atol: 1e-10,
-                s_end: flow.clock(n * eta),
-                max_steps: usize::MAX,
-                ..Default::default()
-            };
-            integrate(
-                &flow,
-                system.theta_init(),
-                Method::GradientDescent { lr: eta },
-                &opts,
-                &mut [],
-            )?;
-            let p = started.elapsed().as_secs_f64() / n;
+            let p = descend(flow.clock(n * eta))?.1 / n;
             *seconds_per_iteration = Some(p);
             p
         }
@@ -417,22 +396,7 @@ pub fn run(
                 Some(r) => r,
                 None => {
                     progress(&format!("{name} λ = {lambda:e}: reference"));
-                    let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
-                    let rtol = crate::bench::reference_rtol(lambda);
-                    integrate(
-                        &flow,
-                        system.theta_init(),
-                        Method::Bdf,
-                        &Options {
-                            rtol,
-                            atol: 1e-2 * rtol,
-                            s_end: cfg.tau_end,
-                            max_steps: 5_000_000,
-                            ..Default::default()
-                        },
-                        &mut [],
-                    )?
-                    .theta_final
+                    reference_run(system.as_ref(), lambda, cfg.tau_end)?.theta_final
                 }
             };
             for spec in grokflow_methods() {
