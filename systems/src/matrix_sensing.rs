@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
-use crate::scratch::with_bufs2;
+use crate::scratch::{with_buf, with_bufs2};
 use crate::spectral::{singular_values, MatrixReport};
 
 /// Parameters of a generated matrix-sensing instance.
@@ -122,6 +122,9 @@ pub struct MatrixSensing {
     n: usize,
     r: usize,
     a: Vec<DMat>,
+    /// The Aₖ stacked, row-major: row k·n + i is row i of Aₖ. Read as an (m·n)×n matrix,
+    /// its product with U is every AₖU at once; read as m×n², row k is vec(Aₖ).
+    a_stack: Vec<f64>,
     b: Vec<f64>,
     truth: Option<DMat>,
     theta_init: Vec<f64>,
@@ -180,11 +183,16 @@ impl MatrixSensing {
             }
         }
         check_vec(&theta_init, n * r, "θ_init")?;
+        let a_stack = a
+            .iter()
+            .flat_map(|ak| (0..n).flat_map(move |i| (0..n).map(move |j| ak[(i, j)])))
+            .collect();
         Ok(Self {
             params,
             n,
             r,
             a,
+            a_stack,
             b,
             truth,
             theta_init,
@@ -273,27 +281,78 @@ impl MatrixSensing {
     }
 
     /// Runs f(r, AU) with rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ and AU the m blocks AₖU (each n×r, row by
-    /// row, block k at k·n·r), in scratch buffers: what every derivative is made of.
+    /// row, block k at k·n·r: the m×nr matrix whose row k is vec(AₖU)), in scratch
+    /// buffers: what the Hessian is made of. One (m·n)×n by n×r product.
     fn with_residuals<R>(&self, theta: &[f64], f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
         let (n, r, m) = (self.n, self.r, self.a.len());
-        with_bufs2(m, m * n * r, |res, au| {
-            for (k, ak) in self.a.iter().enumerate() {
-                let block = &mut au[k * n * r..(k + 1) * n * r];
-                for i in 0..n {
-                    for j in 0..n {
-                        let a = ak[(i, j)];
-                        if a != 0.0 {
-                            for l in 0..r {
-                                block[i * r + l] += a * theta[j * r + l];
-                            }
-                        }
-                    }
-                }
-                // ⟨Aₖ, UUᵀ⟩ = ⟨AₖU, U⟩.
-                res[k] = block.iter().zip(theta).map(|(a, u)| a * u).sum::<f64>() - self.b[k];
+        let nr = n * r;
+        with_bufs2(m, m * nr, |res, au| {
+            matmul(
+                MatMut::from_row_major_slice_mut(au, m * n, r),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&self.a_stack, m * n, n),
+                MatRef::from_row_major_slice(theta, n, r),
+                1.0,
+                Par::Seq,
+            );
+            // ⟨Aₖ, UUᵀ⟩ = ⟨AₖU, U⟩.
+            for (k, rk) in res.iter_mut().enumerate() {
+                *rk = dot(&au[k * nr..(k + 1) * nr], theta) - self.b[k];
             }
             f(res, au)
         })
+    }
+
+    /// Runs f(r) with the residuals alone, through P = UUᵀ: rₖ = ⟨vec Aₖ, vec P⟩ − bₖ, an
+    /// m×n² matrix–vector product (m·n² + n²r operations against m·n²r for every AₖU).
+    fn with_residuals_only<R>(&self, theta: &[f64], f: impl FnOnce(&[f64]) -> R) -> R {
+        let (n, r, m) = (self.n, self.r, self.a.len());
+        with_bufs2(m, n * n, |res, p| {
+            let u = MatRef::from_row_major_slice(theta, n, r);
+            let pm = MatMut::from_row_major_slice_mut(p, n, n);
+            matmul(pm, Accum::Replace, u, u.transpose(), 1.0, Par::Seq);
+            for (rk, bk) in res.iter_mut().zip(&self.b) {
+                *rk = -bk;
+            }
+            matmul(
+                MatMut::from_column_major_slice_mut(res, m, 1),
+                Accum::Add,
+                MatRef::from_row_major_slice(&self.a_stack, m, n * n),
+                MatRef::from_column_major_slice(p, n * n, 1),
+                1.0,
+                Par::Seq,
+            );
+            f(res)
+        })
+    }
+
+    /// Runs f(S) with S = c Σₖ wₖ Aₖ (n×n, row-major): vec S = c·(m×n² stack)ᵀ w.
+    fn with_weighted_sum<R>(&self, c: f64, w: &[f64], f: impl FnOnce(&[f64]) -> R) -> R {
+        let (n, m) = (self.n, self.a.len());
+        with_buf(n * n, |s| {
+            matmul(
+                MatMut::from_column_major_slice_mut(s, n * n, 1),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&self.a_stack, m, n * n).transpose(),
+                MatRef::from_column_major_slice(w, m, 1),
+                c,
+                Par::Seq,
+            );
+            f(s)
+        })
+    }
+
+    /// out += S·V for S n×n and V = vec(V) n×r, both row-major.
+    fn add_product(&self, s: &[f64], v: &[f64], out: &mut [f64]) {
+        let (n, r) = (self.n, self.r);
+        matmul(
+            MatMut::from_row_major_slice_mut(out, n, r),
+            Accum::Add,
+            MatRef::from_row_major_slice(s, n, n),
+            MatRef::from_row_major_slice(v, n, r),
+            1.0,
+            Par::Seq,
+        );
     }
 
     /// Rank, relative error and norms of UUᵀ at θ.
@@ -305,6 +364,10 @@ impl MatrixSensing {
             1.0,
         )
     }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// ⟨A, B⟩ = Σ Aᵢⱼ Bᵢⱼ.
@@ -330,20 +393,17 @@ impl Loss for MatrixSensing {
     /// F = (1/2m) Σₖ rₖ².
     fn value(&self, theta: &[f64]) -> f64 {
         let m = self.a.len() as f64;
-        self.with_residuals(theta, |res, _| {
+        self.with_residuals_only(theta, |res| {
             res.iter().map(|x| x * x).sum::<f64>() / (2.0 * m)
         })
     }
 
-    /// ∇F = (2/m) Σₖ rₖ AₖU.
+    /// ∇F = (2/m) Σₖ rₖ AₖU = S·U with S = (2/m) Σₖ rₖ Aₖ.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
         let c = 2.0 / self.a.len() as f64;
-        let nr = self.n * self.r;
         grad.fill(0.0);
-        self.with_residuals(theta, |res, au| {
-            for (k, rk) in res.iter().enumerate() {
-                grokflow_engine::la::axpy(c * rk, &au[k * nr..(k + 1) * nr], grad);
-            }
+        self.with_residuals_only(theta, |res| {
+            self.with_weighted_sum(c, res, |s| self.add_product(s, theta, grad))
         })
     }
 
@@ -366,18 +426,17 @@ impl Loss for MatrixSensing {
                 2.0 * c,
                 Par::Seq,
             );
-            for (rk, ak) in res.iter().zip(&self.a) {
+            // The residual part S ⊗ I_r with S = c Σₖ rₖ Aₖ.
+            self.with_weighted_sum(c, res, |s| {
                 for a in 0..n {
                     for b in 0..n {
-                        let diag = c * rk * ak[(a, b)];
-                        if diag != 0.0 {
-                            for l in 0..r {
-                                h[(a * r + l, b * r + l)] += diag;
-                            }
+                        let sab = s[a * n + b];
+                        for l in 0..r {
+                            h[(a * r + l, b * r + l)] += sab;
                         }
                     }
                 }
-            }
+            })
         })
     }
 
@@ -385,28 +444,34 @@ impl Loss for MatrixSensing {
         Some(self)
     }
 
-    /// (2/m) Σₖ [rₖ Aₖ dU + 2⟨AₖU, dU⟩ AₖU].
+    /// (2/m) Σₖ [rₖ Aₖ dU + 2⟨AₖU, dU⟩ AₖU] = S·dU + 2c·(AU)ᵀ(AU·dU), S = c Σₖ rₖ Aₖ.
     fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
-        let (n, r) = (self.n, self.r);
-        let nr = n * r;
+        let nr = self.n * self.r;
         let c = 2.0 / self.a.len() as f64;
         out.fill(0.0);
         self.with_residuals(theta, |res, au| {
-            for ((rk, ak), k) in res.iter().zip(&self.a).zip(0..) {
-                let auk = &au[k * nr..(k + 1) * nr];
-                let s = 2.0 * auk.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
-                grokflow_engine::la::axpy(c * s, auk, out);
-                for i in 0..n {
-                    for j in 0..n {
-                        let a = c * rk * ak[(i, j)];
-                        if a != 0.0 {
-                            for l in 0..r {
-                                out[i * r + l] += a * v[j * r + l];
-                            }
-                        }
-                    }
-                }
-            }
+            let m = res.len();
+            let gn = MatRef::from_row_major_slice(au, m, nr);
+            with_buf(m, |s| {
+                let sm = MatMut::from_column_major_slice_mut(s, m, 1);
+                matmul(
+                    sm,
+                    Accum::Replace,
+                    gn,
+                    MatRef::from_column_major_slice(v, nr, 1),
+                    1.0,
+                    Par::Seq,
+                );
+                matmul(
+                    MatMut::from_column_major_slice_mut(out, nr, 1),
+                    Accum::Add,
+                    gn.transpose(),
+                    MatRef::from_column_major_slice(s, m, 1),
+                    2.0 * c,
+                    Par::Seq,
+                );
+            });
+            self.with_weighted_sum(c, res, |s| self.add_product(s, v, out));
         })
     }
 }
@@ -420,7 +485,7 @@ impl Residuals for MatrixSensing {
     }
     /// rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ.
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
-        self.with_residuals(theta, |res, _| r.copy_from_slice(res))
+        self.with_residuals_only(theta, |res| r.copy_from_slice(res))
     }
     /// ∂rₖ/∂U = 2AₖU.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
