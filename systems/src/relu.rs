@@ -9,7 +9,9 @@
 //! gradient jumps where a kink crosses a data point. The softplus σ_β(z) = log(1 + e^{βz})/β
 //! is smooth, satisfies the theory's assumptions, and tends to the ReLU as β → ∞.
 
-use grokflow_engine::la::MatMut;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Par};
+use grokflow_engine::la::{MatMut, MatRef};
 use grokflow_engine::{Loss, Observables, Residuals};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::curve::{grid, Curve};
 use crate::data::{check_vec, gaussian_vec, rng};
 use crate::error::{invalid_instance, invalid_params, SystemError};
-use crate::scratch::with_buf;
+use crate::scratch::{with_buf, with_bufs2};
 
 /// The activation σ.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,12 +47,14 @@ impl Activation {
             }
             Activation::Softplus { beta } => {
                 let t = beta * z;
-                // log(1 + eᵗ) = max(t, 0) + log1p(e^{−|t|}), stable for large |t|.
-                let value = (t.max(0.0) + (-t.abs()).exp().ln_1p()) / beta;
+                // log(1 + eᵗ) = max(t, 0) + log1p(e^{−|t|}) and the logistic σ(t) from the
+                // one exponential e^{−|t|} ≤ 1, stable for large |t|.
+                let e = (-t.abs()).exp();
+                let value = (t.max(0.0) + e.ln_1p()) / beta;
                 let s = if t >= 0.0 {
-                    1.0 / (1.0 + (-t).exp())
+                    1.0 / (1.0 + e)
                 } else {
-                    t.exp() / (1.0 + t.exp())
+                    e / (1.0 + e)
                 };
                 (value, s, beta * s * (1.0 - s))
             }
@@ -299,6 +303,22 @@ impl TwoLayerNetwork {
             .sum()
     }
 
+    /// ∂f(x)/∂θ into `row` (3m entries: a, w, b), returning f(x): one activation
+    /// evaluation per neuron serves both.
+    fn jacobian_row(&self, theta: &[f64], x: f64, row: &mut [f64]) -> f64 {
+        let m = self.m;
+        let mut f = 0.0;
+        for j in 0..m {
+            let a = theta[j];
+            let (s, ds, _) = self.activation.eval(theta[m + j] * x + theta[2 * m + j]);
+            f += a * s;
+            row[j] = s;
+            row[m + j] = a * ds * x;
+            row[2 * m + j] = a * ds;
+        }
+        f
+    }
+
     /// Kinks of the learned function inside the input range: positions −bⱼ/wⱼ ∈ (−2, 2) of
     /// neurons whose slope change |aⱼwⱼ| exceeds 10⁻² of the largest, merged when closer
     /// than 0.02.
@@ -362,18 +382,14 @@ impl Loss for TwoLayerNetwork {
 
     /// (1/n) Σᵢ eᵢ Jᵢ.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
-        let (m, n) = (self.m, self.x.len());
+        let n = self.x.len();
         grad.fill(0.0);
-        for i in 0..n {
-            let xi = self.x[i];
-            let e = (self.predict_at(theta, xi) - self.y[i]) / n as f64;
-            for j in 0..m {
-                let (s, ds, _) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                grad[j] += e * s;
-                grad[m + j] += e * theta[j] * ds * xi;
-                grad[2 * m + j] += e * theta[j] * ds;
+        with_buf(3 * self.m, |row| {
+            for i in 0..n {
+                let e = (self.jacobian_row(theta, self.x[i], row) - self.y[i]) / n as f64;
+                grokflow_engine::la::axpy(e, row, grad);
             }
-        }
+        })
     }
 
     fn residuals(&self) -> Option<&dyn Residuals> {
@@ -385,46 +401,44 @@ impl Loss for TwoLayerNetwork {
         let (m, n) = (self.m, self.x.len());
         out.fill(0.0);
         let w = 1.0 / n as f64;
-        for i in 0..n {
-            let xi = self.x[i];
-            let e = self.predict_at(theta, xi) - self.y[i];
-            let mut jdotv = 0.0;
-            for j in 0..m {
-                let (s, ds, _) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                jdotv += s * v[j] + theta[j] * ds * (xi * v[m + j] + v[2 * m + j]);
-            }
-            for j in 0..m {
-                let a = theta[j];
-                let (s, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                let (va, vw, vb) = (v[j], v[m + j], v[2 * m + j]);
-                // Jᵢ(Jᵢ·v)
-                out[j] += w * jdotv * s;
-                out[m + j] += w * jdotv * a * ds * xi;
-                out[2 * m + j] += w * jdotv * a * ds;
-                // eᵢ ∇²f(xᵢ) v on the neuron's 3×3 block.
-                let z = xi * vw + vb;
-                out[j] += w * e * ds * z;
-                out[m + j] += w * e * (ds * xi * va + a * dds * xi * z);
-                out[2 * m + j] += w * e * (ds * va + a * dds * z);
-            }
-        }
-    }
-
-    /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ ∇²f(xᵢ)].
-    fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
-        let (m, n) = (self.m, self.x.len());
-        h.fill(0.0);
-        let w = 1.0 / n as f64;
-        with_buf(3 * m, |jv| {
+        with_buf(3 * m, |row| {
             for i in 0..n {
                 let xi = self.x[i];
-                let ew = (self.predict_at(theta, xi) - self.y[i]) * w;
+                let e = self.jacobian_row(theta, xi, row) - self.y[i];
+                // Jᵢ(Jᵢ·v)
+                let jdotv: f64 = row.iter().zip(v).map(|(a, b)| a * b).sum();
+                grokflow_engine::la::axpy(w * jdotv, row, out);
+                // eᵢ ∇²f(xᵢ) v on each neuron's 3×3 block.
                 for j in 0..m {
                     let a = theta[j];
-                    let (s, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                    jv[j] = s;
-                    jv[m + j] = a * ds * xi;
-                    jv[2 * m + j] = a * ds;
+                    let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
+                    let (va, vw, vb) = (v[j], v[m + j], v[2 * m + j]);
+                    let z = xi * vw + vb;
+                    out[j] += w * e * ds * z;
+                    out[m + j] += w * e * (ds * xi * va + a * dds * xi * z);
+                    out[2 * m + j] += w * e * (ds * va + a * dds * z);
+                }
+            }
+        })
+    }
+
+    /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ ∇²f(xᵢ)]: the Gauss–Newton part as one product JᵀJ/n.
+    fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
+        let (m, n) = (self.m, self.x.len());
+        let d = 3 * m;
+        let w = 1.0 / n as f64;
+        with_bufs2(n * d, n, |jac, err| {
+            for i in 0..n {
+                let row = &mut jac[i * d..(i + 1) * d];
+                err[i] = (self.jacobian_row(theta, self.x[i], row) - self.y[i]) * w;
+            }
+            let j = MatRef::from_row_major_slice(jac, n, d);
+            matmul(h.as_mut(), Accum::Replace, j.transpose(), j, w, Par::Seq);
+            for i in 0..n {
+                let (xi, ew) = (self.x[i], err[i]);
+                for j in 0..m {
+                    let a = theta[j];
+                    let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
                     // e ∇²f(xᵢ): the neuron's 3×3 block.
                     let (ia, iw, ib) = (j, m + j, 2 * m + j);
                     let entries = [
@@ -438,14 +452,6 @@ impl Loss for TwoLayerNetwork {
                         h[(r, c)] += ew * v;
                         if r != c {
                             h[(c, r)] += ew * v;
-                        }
-                    }
-                }
-                for c in 0..3 * m {
-                    let jc = w * jv[c];
-                    if jc != 0.0 {
-                        for r in 0..3 * m {
-                            h[(r, c)] += jc * jv[r];
                         }
                     }
                 }
@@ -469,15 +475,15 @@ impl Residuals for TwoLayerNetwork {
     }
     /// Jᵢ = (σ(zᵢⱼ), aⱼσ'(zᵢⱼ)xᵢ, aⱼσ'(zᵢⱼ))ⱼ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
-        let m = self.m;
-        for (i, &xi) in self.x.iter().enumerate() {
-            for j in 0..m {
-                let (s, ds, _) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                jac[(i, j)] = s;
-                jac[(i, m + j)] = theta[j] * ds * xi;
-                jac[(i, 2 * m + j)] = theta[j] * ds;
+        let d = 3 * self.m;
+        with_buf(d, |row| {
+            for (i, &xi) in self.x.iter().enumerate() {
+                self.jacobian_row(theta, xi, row);
+                for c in 0..d {
+                    jac[(i, c)] = row[c];
+                }
             }
-        }
+        })
     }
 }
 
