@@ -13,6 +13,12 @@
 //! P⁻¹ = (I − Jᵀ S⁻¹ J)/α) and directly otherwise; both are SPD and Cholesky-factorised.
 //! A loss without residual structure gets no preconditioner (plain MINRES), which converges
 //! slowly when cκ‖∇²F‖ is large: bring residuals to use this path at small λ.
+//!
+//! S stays in double precision. Its Cholesky factor in single precision halves the time of a
+//! factorisation and of an application (m = 3430: 0.07 s and 2.1 ms against 0.13 s and
+//! 3.9 ms), but the shift α/β is about λ(1 + c)/c while ‖JJᵀ‖ is O(1), a condition number
+//! near 1e7 at λ = 1e-6: on matrix completion at d = 9800 MINRES iterations went from 6064
+//! to 57 705, BDF steps from 675 to 1535 and the run from 89 s to 275 s.
 
 use crate::flow::GradientFlow;
 use crate::la::{dot, matvec_into, DMat};

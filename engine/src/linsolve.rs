@@ -1,9 +1,9 @@
 //! Factorisations of the Newton matrix. In every implicit step the matrix is
 //! I − γJ = I + γκ(∇²F + λI): symmetric, and positive definite wherever ∇²F + λI is. It is
 //! factorised by Cholesky (LLᵀ) when that succeeds and by a partial-pivot LU otherwise (an
-//! indefinite Hessian far from the manifold). Both run sequentially: on this class of
-//! machine faer's parallel kernels were slower (see the diffsol notes). diffsol's own dense
-//! LU uses full pivoting and is 20–45× slower from d ≈ 1000.
+//! indefinite Hessian far from the manifold), with faer's parallel kernels from n = 1500
+//! (below, the threads cost more than they save). diffsol's own dense LU uses full pivoting
+//! and is 20–45× slower from d ≈ 1000.
 
 use std::cell::Cell;
 
