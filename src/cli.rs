@@ -106,14 +106,20 @@ pub enum MethodArg {
 /// Linear solvers of the BDF's Newton iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LinearSolverArg {
-    /// Matrix-free from 1000 parameters for losses with structured residual products and
-    /// fewer residuals than parameters (matrix completion), dense otherwise.
+    /// Structured for least-squares losses with block-diagonal residual curvature and fewer
+    /// residuals than parameters (linear, matrix sensing, diagonal, relu); matrix-free from
+    /// 1000 parameters for losses with structured residual products (matrix completion);
+    /// dense otherwise.
     Auto,
     /// Assemble the Hessian and factorise (Cholesky, LU fallback): best for small d.
     Dense,
     /// Hessian-vector products and MINRES with a Gauss–Newton preconditioner: no d×d
     /// matrix stored when there are fewer residuals than parameters (--method bdf only).
     MatrixFree,
+    /// The Newton matrix solved exactly through the m×m matrix of Woodbury's identity:
+    /// O(dm²) per factorisation instead of O(d³) (--method bdf, losses with block-diagonal
+    /// residual curvature only).
+    Structured,
 }
 
 impl From<LinearSolverArg> for LinearSolver {
@@ -122,6 +128,7 @@ impl From<LinearSolverArg> for LinearSolver {
             LinearSolverArg::Auto => LinearSolver::Auto,
             LinearSolverArg::Dense => LinearSolver::Dense,
             LinearSolverArg::MatrixFree => LinearSolver::MatrixFree,
+            LinearSolverArg::Structured => LinearSolver::Structured,
         }
     }
 }

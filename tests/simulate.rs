@@ -233,6 +233,10 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
             "matrix-free",
         ),
         (
+            vec!["--method", "tr-bdf2", "--linear-solver", "structured"],
+            "structured",
+        ),
+        (
             vec!["--method", "gd", "--lr", "0.01", "--lambda", "1e-8"],
             "iterations",
         ),
@@ -242,6 +246,18 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
         a.extend(["--out", out, "-q"]);
         assert_clean_failure(&a, needle);
     }
+    // Matrix completion's residual curvature is not block diagonal.
+    assert_clean_failure(
+        &[
+            "matrix-completion",
+            "--linear-solver",
+            "structured",
+            "--out",
+            out,
+            "-q",
+        ],
+        "block-diagonal",
+    );
 
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -464,6 +480,39 @@ fn the_linear_solver_is_selectable_and_recorded() {
     }
     let gap = (finals[0] - finals[1]).abs() / finals[0];
     assert!(gap < 1e-6, "final norms {finals:?}");
+}
+
+#[test]
+fn the_structured_solver_is_the_default_where_the_loss_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut finals = Vec::new();
+    for choice in ["auto", "dense", "structured"] {
+        let out = dir.path().join(choice);
+        let o = simulate(&[
+            "relu",
+            "--lambda",
+            "1e-4",
+            "--linear-solver",
+            choice,
+            "--no-plot",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let s = read_json(&out.join("summary.json"));
+        let want = if choice == "dense" {
+            "dense"
+        } else {
+            "structured"
+        };
+        assert_eq!(s["stats"]["linear_solver"], want);
+        finals.push(num(&s, "final.norm"));
+    }
+    for f in &finals[1..] {
+        let gap = (f - finals[0]).abs() / finals[0];
+        assert!(gap < 1e-8, "final norms {finals:?}");
+    }
 }
 
 #[test]

@@ -21,9 +21,10 @@ use crate::flow::GradientFlow;
 use crate::krylov::MatrixFree;
 use crate::la::{all_finite, DMat};
 use crate::linsolve::Factorisation;
-use crate::method::{Method, Options};
+use crate::method::{LinearCapabilities, LinearSolver, Method, Options};
 use crate::observe::{notify, Control, DenseOutput, Observer, RunInfo, StepView, StopReason};
 use crate::run::{Outcome, SolverStats};
+use crate::woodbury::{valid_groups, Structured};
 
 const MAX_ORDER: usize = 5;
 const NEWTON_MAXITER: usize = 4;
@@ -211,6 +212,8 @@ enum Linear {
         factor: Option<(f64, Factorisation)>,
     },
     MatrixFree(Box<MatrixFree>),
+    /// The Woodbury solve of [`crate::woodbury`] (residual scale s alongside).
+    Structured(Box<Structured>, f64),
 }
 
 impl Linear {
@@ -219,6 +222,7 @@ impl Linear {
         match self {
             Linear::Dense { factor, .. } => factor.as_ref().map(|(c, _)| *c),
             Linear::MatrixFree(mf) => mf.preconditioner.as_ref().map(|p| p.c()),
+            Linear::Structured(st, _) => st.prepared_c(),
         }
     }
 }
@@ -229,22 +233,29 @@ enum StepResult {
 }
 
 impl<'f, 'a> Bdf<'f, 'a> {
-    fn new(flow: &'f GradientFlow<'a>, theta0: &[f64], opts: &Options) -> Self {
+    fn new(
+        flow: &'f GradientFlow<'a>,
+        theta0: &[f64],
+        opts: &Options,
+    ) -> Result<Self, EngineError> {
         let n = theta0.len();
-        let structured = flow
-            .loss()
-            .residuals()
-            .is_some_and(|r| r.has_structured_products() && r.count() < n);
-        let matrix_free = opts
-            .linear_solver
-            .is_matrix_free(&Method::Bdf, n, structured);
-        let linear = if matrix_free {
-            Linear::MatrixFree(Box::new(MatrixFree::new(n)))
-        } else {
-            Linear::Dense {
+        let res = flow.loss().residuals().filter(|r| r.count() < n);
+        let groups = res.and_then(|r| valid_groups(r, n));
+        let caps = LinearCapabilities {
+            dim: n,
+            structured_products: res.is_some_and(|r| r.has_structured_products()),
+            curvature_blocks: groups.is_some(),
+        };
+        let chosen = opts.linear_solver.choose(caps)?;
+        let linear = match (chosen, res, groups) {
+            (LinearSolver::MatrixFree, _, _) => Linear::MatrixFree(Box::new(MatrixFree::new(n))),
+            (LinearSolver::Structured, Some(r), Some(g)) => {
+                Linear::Structured(Box::new(Structured::new(g, r.count(), n)), r.scale())
+            }
+            _ => Linear::Dense {
                 jac: DMat::zeros(n, n),
                 factor: None,
-            }
+            },
         };
         let mut b = Self {
             flow,
@@ -262,7 +273,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             h_cap: f64::INFINITY,
             stats: SolverStats {
                 method: Method::Bdf.name().into(),
-                linear_solver: if matrix_free { "matrix_free" } else { "dense" }.into(),
+                linear_solver: chosen.name().into(),
                 ..SolverStats::default()
             },
             work: Work::new(n),
@@ -272,7 +283,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
         b.d[0].copy_from_slice(theta0);
         b.d[1] = f0.iter().map(|v| v * b.h).collect();
         b.evaluate_jacobian(theta0);
-        b
+        Ok(b)
     }
 
     fn rhs(&mut self, y: &[f64]) -> Vec<f64> {
@@ -290,6 +301,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 *factor = None;
             }
             Linear::MatrixFree(mf) => mf.linearise(self.flow, at),
+            Linear::Structured(st, _) => {
+                let res = self.flow.loss().residuals();
+                st.linearise(res.expect("structured needs residuals"), at)
+            }
         }
     }
 
@@ -323,7 +338,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             // The matrix-free solve applies I − cJ exactly and only preconditions with c':
             // a preconditioner several steps old in c still clusters the spectrum.
             let tolerated = match self.linear {
-                Linear::Dense { .. } => (c / fc - 1.0).abs() <= 0.3,
+                Linear::Dense { .. } | Linear::Structured(..) => (c / fc - 1.0).abs() <= 0.3,
                 Linear::MatrixFree(_) => (c / fc).max(fc / c) <= MF_C_RATIO,
             };
             if fc == c || (!exact && tolerated) {
@@ -348,6 +363,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 Some(chol)
             }
             Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
+            Linear::Structured(st, scale) => Some(st.factorise(self.flow, *scale, c)),
         };
         if let Some(chol) = cholesky {
             self.stats.lu_factorisations += 1;
@@ -405,6 +421,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     let out = mf.solve(flow, c, &mut work.dy, &mut stats.jvp_evals);
                     stats.krylov_iterations += out.iterations;
                     out.converged
+                }
+                Linear::Structured(st, _) => {
+                    st.solve(&mut work.dy);
+                    true
                 }
             };
             if !solved {
@@ -493,7 +513,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 if converged {
                     break;
                 }
-                let dense = matches!(self.linear, Linear::Dense { .. });
+                let dense = !matches!(self.linear, Linear::MatrixFree(_));
                 if dense && self.linear.prepared_c().is_some_and(|fc| fc != c) {
                     // First refactorise at this step's own c (the matrix-free operator has
                     // it already: only its Jacobian point can be at fault).
@@ -638,7 +658,7 @@ pub(crate) fn integrate_bdf(
         Control::Stop(r) => Some(r),
         Control::Continue => None,
     };
-    let mut bdf = Bdf::new(flow, theta0, opts);
+    let mut bdf = Bdf::new(flow, theta0, opts)?;
     while stop.is_none() {
         if bdf.stats.steps >= opts.max_steps {
             stop = Some(StopReason::MaxSteps {

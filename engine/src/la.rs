@@ -35,19 +35,19 @@ pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     }
 }
 
-/// out ← A v for a dense square or rectangular `A`.
+/// out ← A v for a dense square or rectangular `A` (faer's kernel, which takes row- and
+/// column-major views alike).
 pub fn matvec_into(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
     debug_assert_eq!(a.ncols(), v.len());
     debug_assert_eq!(a.nrows(), out.len());
-    out.fill(0.0);
-    for (j, &vj) in v.iter().enumerate() {
-        if vj != 0.0 {
-            let col = a.col(j);
-            for (i, o) in out.iter_mut().enumerate() {
-                *o += col[i] * vj;
-            }
-        }
-    }
+    faer::linalg::matmul::matmul(
+        MatMut::from_column_major_slice_mut(out, a.nrows(), 1),
+        faer::Accum::Replace,
+        a,
+        MatRef::from_column_major_slice(v, a.ncols(), 1),
+        1.0,
+        faer::Par::Seq,
+    );
 }
 
 /// True when every entry is finite.

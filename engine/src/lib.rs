@@ -21,6 +21,7 @@ pub mod observe;
 mod ode;
 pub mod phi;
 pub mod run;
+mod woodbury;
 
 pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
@@ -31,7 +32,7 @@ pub use limiting::{
 };
 pub use linsolve::{factorisation_counts, factorise_and_solve, FactorisationCounts};
 pub use loss::{Loss, NoObservables, Observables, Residuals};
-pub use method::{LinearSolver, Method, Options, MATRIX_FREE_MIN_DIM};
+pub use method::{LinearCapabilities, LinearSolver, Method, Options, MATRIX_FREE_MIN_DIM};
 pub use observe::{
     log_time_grid, BlowUpGuard, Control, DenseOutput, Observer, Recorder, RunInfo, Sample,
     StepView, StopReason, Trajectory,

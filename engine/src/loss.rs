@@ -95,6 +95,22 @@ pub trait Residuals {
         self.jacobian_into(theta, jac.as_mut());
         gram.copy_from(&jac * jac.transpose());
     }
+
+    /// The parameter groups on which the residual curvature R = Σᵢ rᵢ∇²rᵢ/c (so that
+    /// ∇²F = JᵀJ/c + R) is block diagonal: groups that partition 0..d, the same at every θ.
+    /// None (the default) when R has no such structure. With them grokflow's BDF solves its
+    /// Newton systems through an m×m matrix (Woodbury), at O(dm²) instead of O(d³) per
+    /// factorisation ([`crate::LinearSolver::Structured`]).
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        None
+    }
+
+    /// out ← R(θ)'s blocks, one per group of [`Residuals::curvature_groups`] in its order,
+    /// each k×k row by row (k the group's size), concatenated. Called only when the groups
+    /// are given; the default writes zeros (R = 0, as for linear residuals).
+    fn curvature_blocks_into(&self, _theta: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+    }
 }
 
 /// What a run records beside the training loss: the test metric and any system-specific

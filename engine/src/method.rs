@@ -65,9 +65,10 @@ impl Method {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinearSolver {
-    /// Matrix-free from [`MATRIX_FREE_MIN_DIM`] parameters when the loss has fewer residuals
-    /// than parameters, with structured products (its preconditioner needs them), dense
-    /// otherwise.
+    /// Structured when the loss has fewer residuals than parameters and block-diagonal
+    /// residual curvature; else matrix-free from [`MATRIX_FREE_MIN_DIM`] parameters when it
+    /// has fewer residuals than parameters with structured products (the preconditioner needs
+    /// them); dense otherwise.
     #[default]
     Auto,
     /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).
@@ -75,6 +76,10 @@ pub enum LinearSolver {
     /// Hessian-vector products and preconditioned MINRES: no d×d matrix is stored when the
     /// loss has fewer residuals than parameters.
     MatrixFree,
+    /// The Newton matrix B + βJᵀJ (B block diagonal) solved exactly through the m×m matrix
+    /// of Woodbury's identity: O(dm²) per factorisation instead of O(d³), for losses with
+    /// [`crate::Residuals::curvature_groups`].
+    Structured,
 }
 
 /// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve. On
@@ -82,26 +87,44 @@ pub enum LinearSolver {
 /// at d = 1800 (BENCHMARKS.md, "Large d").
 pub const MATRIX_FREE_MIN_DIM: usize = 1000;
 
+/// What a loss offers the linear solvers of grokflow's BDF (see [`LinearSolver::choose`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinearCapabilities {
+    /// The number of parameters d.
+    pub dim: usize,
+    /// Fewer residuals than parameters, with structured products.
+    pub structured_products: bool,
+    /// Fewer residuals than parameters, with block-diagonal residual curvature.
+    pub curvature_blocks: bool,
+}
+
 impl LinearSolver {
-    /// A short stable name ("auto", "dense", "matrix_free").
+    /// A short stable name ("auto", "dense", "matrix_free", "structured").
     pub fn name(&self) -> &'static str {
         match self {
             LinearSolver::Auto => "auto",
             LinearSolver::Dense => "dense",
             LinearSolver::MatrixFree => "matrix_free",
+            LinearSolver::Structured => "structured",
         }
     }
 
-    /// True when a run of dimension `dim` with `method` solves matrix-free; `structured`
-    /// says whether the loss has fewer residuals than parameters, with structured products
-    /// ([`crate::Residuals::has_structured_products`]).
-    pub fn is_matrix_free(&self, method: &Method, dim: usize, structured: bool) -> bool {
+    /// The solver a BDF run with these capabilities uses (never `Auto`); an error if
+    /// `Structured` was asked of a loss that cannot have it.
+    pub fn choose(&self, caps: LinearCapabilities) -> Result<LinearSolver, EngineError> {
         match self {
-            LinearSolver::Auto => {
-                *method == Method::Bdf && structured && dim >= MATRIX_FREE_MIN_DIM
+            LinearSolver::Auto if caps.curvature_blocks => Ok(LinearSolver::Structured),
+            LinearSolver::Auto if caps.structured_products && caps.dim >= MATRIX_FREE_MIN_DIM => {
+                Ok(LinearSolver::MatrixFree)
             }
-            LinearSolver::Dense => false,
-            LinearSolver::MatrixFree => true,
+            LinearSolver::Auto => Ok(LinearSolver::Dense),
+            LinearSolver::Structured if !caps.curvature_blocks => Err(EngineError::InvalidInput(
+                "the structured linear solver needs a least-squares loss with fewer residuals \
+                 than parameters and block-diagonal residual curvature, which this one does \
+                 not declare; choose --linear-solver auto or dense"
+                    .into(),
+            )),
+            other => Ok(*other),
         }
     }
 }
@@ -137,13 +160,16 @@ impl Options {
         positive("rtol", self.rtol)?;
         positive("atol", self.atol)?;
         positive("the end time", self.s_end)?;
-        if self.linear_solver == LinearSolver::MatrixFree
-            && method.is_implicit()
+        if matches!(
+            self.linear_solver,
+            LinearSolver::MatrixFree | LinearSolver::Structured
+        ) && method.is_implicit()
             && *method != Method::Bdf
         {
             return Err(EngineError::InvalidInput(format!(
-                "the matrix-free linear solver works with the bdf method only, not {}; \
+                "the {} linear solver works with the bdf method only, not {}; \
                  choose --method bdf or --linear-solver dense",
+                self.linear_solver.name().replace('_', "-"),
                 method.name()
             )));
         }

@@ -34,8 +34,8 @@ pub struct SolverStats {
     /// MINRES iterations of the matrix-free Newton solve (each one Hessian-vector product).
     #[serde(default)]
     pub krylov_iterations: usize,
-    /// "dense" or "matrix_free" (what [`crate::LinearSolver::Auto`] chose); empty for the
-    /// explicit methods.
+    /// "dense", "matrix_free" or "structured" (what [`crate::LinearSolver::Auto`] chose);
+    /// empty for the explicit methods.
     #[serde(default)]
     pub linear_solver: String,
     /// Wall time in seconds.

@@ -421,6 +421,19 @@ impl Residuals for DiagonalNetwork {
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
         self.residual_to(theta, r);
     }
+    /// ∇²rᵢ couples uⱼ with vⱼ only (∂²rᵢ/∂uⱼ∂vⱼ = Aᵢⱼ): R's blocks are the pairs (uⱼ, vⱼ).
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let p = self.p();
+        Some((0..p).map(|j| vec![j, p + j]).collect())
+    }
+    /// The block of (uⱼ, vⱼ) is [[0, cⱼ], [cⱼ, 0]] with c = Aᵀr/n.
+    fn curvature_blocks_into(&self, theta: &[f64], out: &mut [f64]) {
+        self.with_rc(theta, |_, c| {
+            for (j, cj) in c.iter().enumerate() {
+                out[4 * j..4 * j + 4].copy_from_slice(&[0.0, *cj, *cj, 0.0]);
+            }
+        })
+    }
     /// ∂rᵢ/∂uⱼ = Aᵢⱼvⱼ, ∂rᵢ/∂vⱼ = Aᵢⱼuⱼ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
         let p = self.p();

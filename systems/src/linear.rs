@@ -349,6 +349,10 @@ impl Residuals for LinearRegression {
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
         self.residual_into(theta, r);
     }
+    /// Linear residuals have no curvature: R = 0 on one-parameter groups.
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        Some((0..self.dim()).map(|i| vec![i]).collect())
+    }
     /// J = X.
     fn jacobian_into(&self, _theta: &[f64], mut jac: MatMut<'_, f64>) {
         jac.copy_from(&self.x);

@@ -487,6 +487,28 @@ impl Residuals for MatrixSensing {
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
         self.with_residuals_only(theta, |res| r.copy_from_slice(res))
     }
+    /// R = S ⊗ I_r with S = (2/m) Σₖ rₖAₖ: block diagonal on the columns of U (θ is U row
+    /// by row, so column l is the entries a·r + l).
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let (n, r) = (self.n, self.r);
+        Some(
+            (0..r)
+                .map(|l| (0..n).map(|a| a * r + l).collect())
+                .collect(),
+        )
+    }
+    /// Every block is S.
+    fn curvature_blocks_into(&self, theta: &[f64], out: &mut [f64]) {
+        let nn = self.n * self.n;
+        let c = 2.0 / self.a.len() as f64;
+        self.with_residuals_only(theta, |res| {
+            self.with_weighted_sum(c, res, |s| {
+                for block in out.chunks_exact_mut(nn) {
+                    block.copy_from_slice(s);
+                }
+            })
+        })
+    }
     /// ∂rₖ/∂U = 2AₖU.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
         let nr = self.n * self.r;

@@ -473,6 +473,38 @@ impl Residuals for TwoLayerNetwork {
             *ri = self.predict_at(theta, self.x[i]) - self.y[i];
         }
     }
+    /// ∇²f(x) couples the parameters of one neuron only: R's blocks are the (aⱼ, wⱼ, bⱼ).
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let m = self.m;
+        Some((0..m).map(|j| vec![j, m + j, 2 * m + j]).collect())
+    }
+    /// Neuron j's block (1/n) Σᵢ eᵢ ∂²f(xᵢ)/∂(aⱼ, wⱼ, bⱼ)².
+    fn curvature_blocks_into(&self, theta: &[f64], out: &mut [f64]) {
+        let (m, n) = (self.m, self.x.len());
+        out.fill(0.0);
+        for i in 0..n {
+            let xi = self.x[i];
+            let ew = (self.predict_at(theta, xi) - self.y[i]) / n as f64;
+            for j in 0..m {
+                let a = theta[j];
+                let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
+                let block = [
+                    0.0,
+                    ds * xi,
+                    ds,
+                    ds * xi,
+                    a * dds * xi * xi,
+                    a * dds * xi,
+                    ds,
+                    a * dds * xi,
+                    a * dds,
+                ];
+                for (o, v) in out[9 * j..9 * j + 9].iter_mut().zip(block) {
+                    *o += ew * v;
+                }
+            }
+        }
+    }
     /// Jᵢ = (σ(zᵢⱼ), aⱼσ'(zᵢⱼ)xᵢ, aⱼσ'(zᵢⱼ))ⱼ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
         let d = 3 * self.m;

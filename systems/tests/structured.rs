@@ -1,0 +1,80 @@
+//! The structured Newton solve (Woodbury through the m×m matrix, block-diagonal residual
+//! curvature) against the dense one on every system that declares curvature blocks, and the
+//! automatic choice.
+
+use grokflow_engine::la::{distance, norm};
+use grokflow_engine::{
+    integrate, GradientFlow, LinearSolver, Method, Options, Outcome, StopReason, TimeScale,
+};
+use grokflow_systems::{registry, System};
+
+fn run(system: &dyn System, lambda: f64, ls: LinearSolver) -> Result<Outcome, String> {
+    let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow).unwrap();
+    let opts = Options {
+        rtol: 1e-8,
+        atol: 1e-10,
+        s_end: 10.0,
+        max_steps: 100_000,
+        linear_solver: ls,
+    };
+    integrate(&flow, system.theta_init(), Method::Bdf, &opts, &mut []).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_structured_solve_follows_the_dense_one() {
+    let mut compared = 0;
+    for entry in registry() {
+        let system = (entry.default)(0).unwrap();
+        let Some(res) = system.residuals() else {
+            continue;
+        };
+        if res.curvature_groups().is_none() || res.count() >= system.dim() {
+            continue;
+        }
+        for lambda in [1e-4, 1e-8] {
+            let st = run(system.as_ref(), lambda, LinearSolver::Structured).unwrap();
+            let dense = run(system.as_ref(), lambda, LinearSolver::Dense).unwrap();
+            assert_eq!(st.stop, StopReason::Finished, "{}", entry.name);
+            assert_eq!(st.stats.linear_solver, "structured");
+            let gap = distance(&st.theta_final, &dense.theta_final) / norm(&dense.theta_final);
+            eprintln!(
+                "{} λ={lambda:e}: gap {gap:.1e}, steps {} (dense {}), factorisations {} ({})",
+                entry.name,
+                st.stats.steps,
+                dense.stats.steps,
+                st.stats.lu_factorisations,
+                dense.stats.lu_factorisations
+            );
+            assert!(gap < 1e-9, "{} λ={lambda}: gap {gap}", entry.name);
+            let (a, b) = (st.stats.steps as f64, dense.stats.steps as f64);
+            assert!(
+                (a - b).abs() <= 0.05 * b,
+                "{}: {a} steps against {b}",
+                entry.name
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared, 8,
+        "linear, matrix sensing, diagonal and relu at two λ"
+    );
+}
+
+#[test]
+fn auto_takes_the_structured_solve_where_it_exists_and_refuses_it_elsewhere() {
+    for entry in registry() {
+        let system = (entry.default)(0).unwrap();
+        let out = run(system.as_ref(), 1e-4, LinearSolver::Auto).unwrap();
+        let want = if entry.name == "matrix-completion" {
+            "dense"
+        } else {
+            "structured"
+        };
+        assert_eq!(out.stats.linear_solver, want, "{}", entry.name);
+        if entry.name == "matrix-completion" {
+            let err = run(system.as_ref(), 1e-4, LinearSolver::Structured).unwrap_err();
+            assert!(err.contains("block-diagonal residual curvature"), "{err}");
+        }
+    }
+}
