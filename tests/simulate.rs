@@ -246,18 +246,6 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
         a.extend(["--out", out, "-q"]);
         assert_clean_failure(&a, needle);
     }
-    // Matrix completion's residual curvature is not block diagonal.
-    assert_clean_failure(
-        &[
-            "matrix-completion",
-            "--linear-solver",
-            "structured",
-            "--out",
-            out,
-            "-q",
-        ],
-        "block-diagonal",
-    );
 
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);

@@ -245,6 +245,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
             dim: n,
             structured_products: res.is_some_and(|r| r.has_structured_products()),
             curvature_blocks: groups.is_some(),
+            residuals: res.map_or(0, |r| r.count()),
+            block_entries: groups
+                .as_ref()
+                .map_or(0, |g| g.iter().map(|g| g.len() * g.len()).sum()),
         };
         let chosen = opts.linear_solver.choose(caps)?;
         let linear = match (chosen, res, groups) {

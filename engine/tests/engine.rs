@@ -372,6 +372,17 @@ fn bad_inputs_are_errors_before_the_run() {
     };
     let err = integrate(&flow, &THETA0, Method::Esdirk34, &free, &mut []).unwrap_err();
     assert!(err.to_string().contains("matrix-free"), "{err}");
+    // The quadratic has no residuals, so no block curvature for the structured solve.
+    let structured = Options {
+        linear_solver: LinearSolver::Structured,
+        ..opts(1e-8, 1.0)
+    };
+    let err = integrate(&flow, &THETA0, Method::Bdf, &structured, &mut []).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("block-diagonal residual curvature"),
+        "{err}"
+    );
     assert!(integrate(
         &flow,
         &THETA0,

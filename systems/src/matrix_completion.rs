@@ -451,6 +451,39 @@ impl Residuals for MatrixCompletion {
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
         self.residuals_to(theta, r);
     }
+    /// ∂²r_q/∂Uᵢₖ∂Vⱼₗ = δₖₗ: R couples column k of U with column k of V only, so its blocks
+    /// are the columns k of (U; V), n₁ + n₂ parameters each.
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let (r, o) = (self.r, self.n1 * self.r);
+        Some(
+            (0..r)
+                .map(|k| {
+                    (0..self.n1)
+                        .map(|i| i * r + k)
+                        .chain((0..self.n2).map(|j| o + j * r + k))
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+    /// Every block is [[0, E], [Eᵀ, 0]] with E the n₁×n₂ matrix of residuals on Ω (zero
+    /// elsewhere).
+    fn curvature_blocks_into(&self, theta: &[f64], out: &mut [f64]) {
+        let (n1, k) = (self.n1, self.n1 + self.n2);
+        let first = &mut out[..k * k];
+        first.fill(0.0);
+        with_buf(self.obs.len(), |res| {
+            self.residuals_to(theta, res);
+            for (&(i, j, _), rq) in self.obs.iter().zip(res.iter()) {
+                first[i * k + n1 + j] = *rq;
+                first[(n1 + j) * k + i] = *rq;
+            }
+        });
+        let (first, rest) = out.split_at_mut(k * k);
+        for block in rest.chunks_exact_mut(k * k) {
+            block.copy_from_slice(first);
+        }
+    }
     /// ∂r_q/∂Uᵢₖ = Vⱼₖ, ∂r_q/∂Vⱼₖ = Uᵢₖ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
         jac.fill(0.0);

@@ -220,11 +220,15 @@ fn block_curvature_completes_the_gauss_newton_hessian() {
         let net = TwoLayerNetwork::generate(&p).unwrap();
         assert!(check_curvature(&net, &format!("relu {activation:?}")));
     }
-    // Matrix completion's residual curvature couples Uᵢ with Vⱼ for every observed (i, j):
-    // not block diagonal, so it declares none.
     assert_eq!(
         checked,
-        ["linear", "matrix-sensing", "diagonal", "relu"],
+        [
+            "linear",
+            "matrix-completion",
+            "matrix-sensing",
+            "diagonal",
+            "relu"
+        ],
         "systems declaring curvature blocks"
     );
 }

@@ -55,26 +55,21 @@ fn the_structured_solve_follows_the_dense_one() {
             compared += 1;
         }
     }
-    assert_eq!(
-        compared, 8,
-        "linear, matrix sensing, diagonal and relu at two λ"
-    );
+    assert_eq!(compared, 10, "every system at two λ");
 }
 
 #[test]
-fn auto_takes_the_structured_solve_where_it_exists_and_refuses_it_elsewhere() {
+fn auto_takes_the_structured_solve_where_it_pays() {
+    // Few residuals against parameters: the two-layer network (m = 10, d = 300), the
+    // diagonal network (40, 200) and linear regression (20, 200). Matrix sensing (40, 100)
+    // and matrix completion (280, 400) stay dense.
     for entry in registry() {
         let system = (entry.default)(0).unwrap();
         let out = run(system.as_ref(), 1e-4, LinearSolver::Auto).unwrap();
-        let want = if entry.name == "matrix-completion" {
-            "dense"
-        } else {
-            "structured"
+        let want = match entry.name {
+            "matrix-completion" | "matrix-sensing" => "dense",
+            _ => "structured",
         };
         assert_eq!(out.stats.linear_solver, want, "{}", entry.name);
-        if entry.name == "matrix-completion" {
-            let err = run(system.as_ref(), 1e-4, LinearSolver::Structured).unwrap_err();
-            assert!(err.contains("block-diagonal residual curvature"), "{err}");
-        }
     }
 }
