@@ -452,7 +452,9 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
           Error: ‖θ(τ = 10) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol = max(1e-11, 0.1·ε/λ) (2.2e-9 at λ = 1e-8: \
           below that the rounding error of ∇F, multiplied by 1/λ in slow time, stalls Newton), atol = rtol/100. \
           gd iterations: what gradient descent with η = 1/L (L = ‖∇²F(θ_init)‖₂) needs to reach τ = 10. \
-          diffsol's BDF is stopped at its step cap where noted.\n\n";
+          diffsol's BDF is stopped at its step cap where noted. grokflow's BDF runs with its default linear solver \
+          (`auto`: structured on linear regression and the two networks, dense on matrix completion and sensing); \
+          its \"Hessians\" are then evaluations of J and R's blocks.\n\n";
     s += "| system | d | λ | method | steps | Newton failures | Hessians | factorisations | wall s | rel. error | gd iterations | status |\n";
     s += "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for r in rows {

@@ -79,10 +79,12 @@ impl WpConfig {
     }
 }
 
-/// The grokflow methods of the benchmark: (label, method, linear solver).
+/// The grokflow methods of the benchmark: (label, method, linear solver). "grokflow bdf" is
+/// the default (`auto`: structured where it pays, else dense or matrix-free).
 pub fn grokflow_methods() -> Vec<(&'static str, Method, LinearSolver)> {
     vec![
-        ("grokflow bdf", Method::Bdf, LinearSolver::Dense),
+        ("grokflow bdf", Method::Bdf, LinearSolver::Auto),
+        ("grokflow bdf dense", Method::Bdf, LinearSolver::Dense),
         (
             "grokflow bdf matrix-free",
             Method::Bdf,
@@ -674,6 +676,7 @@ pub fn figures(points: &[WpPoint], cfg: &WpConfig) -> Vec<(String, Figure)> {
     systems.dedup();
     let methods = [
         "grokflow bdf",
+        "grokflow bdf dense",
         "grokflow bdf matrix-free",
         "grokflow esdirk34",
         "grokflow tr_bdf2",

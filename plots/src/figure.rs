@@ -19,8 +19,8 @@ fn ensure_font() {
     });
 }
 
-/// Colours for series, in order (colour-blind-safe, Okabe–Ito).
-pub const PALETTE: [RGBColor; 8] = [
+/// Colours for series, in order (colour-blind-safe, Okabe–Ito, then a dark red).
+pub const PALETTE: [RGBColor; 9] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -29,6 +29,7 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
     RGBColor(120, 120, 120),
+    RGBColor(150, 30, 40),
 ];
 
 /// How a series is drawn.
