@@ -547,7 +547,7 @@ pub fn human_summary(r: &RunResult, dir: &Path) -> String {
     out.push('\n');
     let st = &s.stats;
     out += &format!(
-        "  solver     {} steps, {} gradient evals, {} Hessians, {} factorisations ({} Cholesky), {:.3} s\n",
+        "  solver     {} steps, {} gradient evals, {} Jacobians, {} factorisations ({} Cholesky), {:.3} s\n",
         st.steps, st.rhs_evals, st.jac_evals, st.lu_factorisations, st.cholesky_factorisations, st.wall_s
     );
     if let Some(l) = &s.limiting_flow {

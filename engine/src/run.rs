@@ -24,7 +24,8 @@ pub struct SolverStats {
     pub rhs_evals: usize,
     /// Jacobian-vector products (Hessian-vector products).
     pub jvp_evals: usize,
-    /// Dense Jacobian evaluations (Hessian assemblies).
+    /// Jacobian evaluations: Hessian assemblies (dense), evaluations of the residual
+    /// Jacobian J and the blocks of R (structured), linearisation points (matrix-free).
     pub jac_evals: usize,
     /// Factorisations of the Newton matrix I − γJ ("LU setups"), of either kind.
     pub lu_factorisations: usize,

@@ -263,20 +263,20 @@ impl DiagonalNetwork {
     /// r ← A(u⊙v) − y at θ = (u, v).
     fn residual_to(&self, theta: &[f64], r: &mut [f64]) {
         let p = self.p();
-        for (i, ri) in r.iter_mut().enumerate() {
-            *ri = (0..p)
-                .map(|j| self.a[(i, j)] * theta[j] * theta[p + j])
-                .sum::<f64>()
-                - self.y[i];
-        }
+        with_buf(p, |beta| {
+            for j in 0..p {
+                beta[j] = theta[j] * theta[p + j];
+            }
+            grokflow_engine::la::matvec_into(self.a.as_ref(), beta, r);
+        });
+        r.iter_mut().zip(&self.y).for_each(|(ri, yi)| *ri -= yi);
     }
 
     /// c ← Aᵀr/n.
     fn correlation_to(&self, r: &[f64], c: &mut [f64]) {
-        let n = self.x.len();
-        for (j, cj) in c.iter_mut().enumerate() {
-            *cj = (0..n).map(|i| self.a[(i, j)] * r[i]).sum::<f64>() / n as f64;
-        }
+        grokflow_engine::la::matvec_into(self.a.transpose(), r, c);
+        let inv_n = 1.0 / self.x.len() as f64;
+        c.iter_mut().for_each(|cj| *cj *= inv_n);
     }
 
     /// Runs f(r, c) with r = A(u⊙v) − y and c = Aᵀr/n at θ, in scratch buffers.

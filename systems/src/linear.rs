@@ -253,22 +253,15 @@ impl LinearRegression {
 
     /// r ← Xθ − y.
     fn residual_into(&self, theta: &[f64], r: &mut [f64]) {
-        r.iter_mut().zip(&self.y).for_each(|(ri, yi)| *ri = -yi);
-        for (j, &tj) in theta.iter().enumerate() {
-            let col = self.x.col(j);
-            for (i, ri) in r.iter_mut().enumerate() {
-                *ri += col[i] * tj;
-            }
-        }
+        grokflow_engine::la::matvec_into(self.x.as_ref(), theta, r);
+        r.iter_mut().zip(&self.y).for_each(|(ri, yi)| *ri -= yi);
     }
 
     /// out ← Xᵀ r / n.
     fn xt_into(&self, r: &[f64], out: &mut [f64]) {
+        grokflow_engine::la::matvec_into(self.x.transpose(), r, out);
         let inv_n = 1.0 / self.n() as f64;
-        for (j, o) in out.iter_mut().enumerate() {
-            let col = self.x.col(j);
-            *o = inv_n * (0..r.len()).map(|i| col[i] * r[i]).sum::<f64>();
-        }
+        out.iter_mut().for_each(|o| *o *= inv_n);
     }
 
     /// Distance to the min-norm solution and the residual norm at θ.
