@@ -106,10 +106,10 @@ pub enum MethodArg {
 /// Linear solvers of the BDF's Newton iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LinearSolverArg {
-    /// Structured for least-squares losses with block-diagonal residual curvature and fewer
-    /// residuals than parameters (linear, matrix sensing, diagonal, relu); matrix-free from
-    /// 1000 parameters for losses with structured residual products (matrix completion);
-    /// dense otherwise.
+    /// Matrix-free from 400 parameters for losses with structured residual products and
+    /// fewer residuals than parameters (matrix completion); else structured where its
+    /// factorisation costs under half the dense one (linear, diagonal, relu); dense otherwise
+    /// (matrix sensing).
     Auto,
     /// Assemble the Hessian and factorise (Cholesky, LU fallback): best for small d.
     Dense,

@@ -769,7 +769,10 @@ mod tests {
         assert!((with[3] - 1e-10).abs() < 1e-20, "{with:?}");
         // At λ = 1e-6 the reference is at 2.2e-11: 1e-10 is not ten times looser.
         assert_eq!(grokflow_tolerances(&cfg, "grokflow bdf", 1e-6).len(), 3);
-        assert_eq!(grokflow_tolerances(&cfg, "grokflow esdirk34", 1e-2).len(), 3);
+        assert_eq!(
+            grokflow_tolerances(&cfg, "grokflow esdirk34", 1e-2).len(),
+            3
+        );
     }
 
     fn point(method: &str, rtol: f64, wall: f64, error: Option<f64>) -> WpPoint {
