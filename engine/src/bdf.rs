@@ -367,7 +367,12 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 Some(chol)
             }
             Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
-            Linear::Structured(st, scale) => Some(st.factorise(self.flow, *scale, c)),
+            Linear::Structured(st, scale) => {
+                let before = st.dense_fallbacks;
+                let chol = st.factorise(self.flow, *scale, c);
+                self.stats.structured_fallbacks += st.dense_fallbacks - before;
+                Some(chol)
+            }
         };
         if let Some(chol) = cholesky {
             self.stats.lu_factorisations += 1;

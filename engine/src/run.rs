@@ -35,6 +35,10 @@ pub struct SolverStats {
     /// MINRES iterations of the matrix-free Newton solve (each one Hessian-vector product).
     #[serde(default)]
     pub krylov_iterations: usize,
+    /// Factorisations of the structured solve that fell back to the assembled d×d matrix
+    /// (a block of B = αI + γR too ill-conditioned for Woodbury's identity).
+    #[serde(default)]
+    pub structured_fallbacks: usize,
     /// "dense", "matrix_free" or "structured" (what [`crate::LinearSolver::Auto`] chose);
     /// empty for the explicit methods.
     #[serde(default)]
@@ -56,6 +60,7 @@ impl SolverStats {
         self.cholesky_factorisations += other.cholesky_factorisations;
         self.lu_factorisations += other.lu_factorisations;
         self.krylov_iterations += other.krylov_iterations;
+        self.structured_fallbacks += other.structured_fallbacks;
         if self.linear_solver.is_empty() {
             self.linear_solver.clone_from(&other.linear_solver);
         }

@@ -46,6 +46,8 @@ fn the_structured_solve_follows_the_dense_one() {
                 dense.stats.lu_factorisations
             );
             assert!(gap < 1e-9, "{} λ={lambda}: gap {gap}", entry.name);
+            // Every factorisation went through Woodbury's identity, not the fallback.
+            assert_eq!(st.stats.structured_fallbacks, 0, "{}", entry.name);
             let (a, b) = (st.stats.steps as f64, dense.stats.steps as f64);
             assert!(
                 (a - b).abs() <= 0.05 * b,
