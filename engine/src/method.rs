@@ -83,11 +83,10 @@ pub enum LinearSolver {
     Structured,
 }
 
-/// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve. On the
-/// default matrix completion (d = 400, m = 280) at rtol 1e-8 it takes 0.27 s against the
-/// dense solve's 0.34–0.39 s for λ = 1e-4 … 1e-8 (0.14 s against 0.20 s at rtol 1e-6); at
-/// d = 800 0.22 s against 1.7 s (BENCHMARKS.md, "Large d").
-pub const MATRIX_FREE_MIN_DIM: usize = 400;
+/// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve. On
+/// matrix completion the dense solve is slightly faster at d = 400 and seven times slower
+/// at d = 1800 (BENCHMARKS.md, "Large d").
+pub const MATRIX_FREE_MIN_DIM: usize = 1000;
 
 /// What a loss offers the linear solvers of grokflow's BDF (see [`LinearSolver::choose`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -94,12 +94,11 @@ fn matrix_free_matrix_completion_agrees_with_the_dense_solve() {
 
 #[test]
 fn auto_goes_matrix_free_on_large_structured_problems_only() {
-    let entry = registry()
+    let small = registry()
         .into_iter()
         .find(|e| e.name == "matrix-completion")
+        .map(|e| (e.default)(0).unwrap())
         .unwrap();
-    let small = (entry.cheap)(0).unwrap();
-    assert!(small.dim() < grokflow_engine::MATRIX_FREE_MIN_DIM);
     let out = run(
         small.as_ref(),
         small.theta_init(),
@@ -107,22 +106,17 @@ fn auto_goes_matrix_free_on_large_structured_problems_only() {
         1e-6,
         LinearSolver::Auto,
     );
-    assert_ne!(
-        out.stats.linear_solver,
-        "matrix_free",
-        "d = {}",
-        small.dim()
-    );
-    // The default instance: d = (n₁ + n₂)·r = 400, the threshold.
-    let large = (entry.default)(0).unwrap();
+    assert_eq!(out.stats.linear_solver, "dense", "d = {}", small.dim());
+    // d = (n₁ + n₂)·r = 1000: the threshold.
+    let large = MatrixCompletion::generate(&CompletionParams {
+        n1: 25,
+        n2: 25,
+        width: 20,
+        ..CompletionParams::default()
+    })
+    .unwrap();
     assert_eq!(large.dim(), grokflow_engine::MATRIX_FREE_MIN_DIM);
-    let out = run(
-        large.as_ref(),
-        large.theta_init(),
-        1e-4,
-        1e-6,
-        LinearSolver::Auto,
-    );
+    let out = run(&large, large.theta_init(), 1e-4, 1e-6, LinearSolver::Auto);
     assert_eq!(out.stats.linear_solver, "matrix_free");
     // More residuals than parameters: the preconditioner would be d×d, so Auto stays dense.
     let tall = MatrixCompletion::generate(&CompletionParams {
