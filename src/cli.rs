@@ -106,7 +106,7 @@ pub enum MethodArg {
 /// Linear solvers of the BDF's Newton iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LinearSolverArg {
-    /// Matrix-free from 400 parameters for losses with structured residual products and
+    /// Matrix-free from 1000 parameters for losses with structured residual products and
     /// fewer residuals than parameters (matrix completion); else structured where its
     /// factorisation costs under half the dense one (linear, diagonal, relu); dense otherwise
     /// (matrix sensing).

@@ -264,7 +264,7 @@ pub fn large_d_markdown(rows: &[LargeRow]) -> String {
           on Jacobian-vector products, preconditioned by the Gauss–Newton matrix αI + βJᵀJ, \
           inverted through the m×m Gram matrix JJᵀ of the observed-entry residuals (Woodbury); \
           its factorisations are of that m×m matrix. `--linear-solver auto` (the default) goes \
-          matrix-free from d = 400 on losses with structured residual products.\n\n";
+          matrix-free from d = 1000 on losses with structured residual products.\n\n";
     s += "| n | d | m | solver | status | steps | Newton | Jacobians | factorisations (Cholesky) | MINRES iterations | wall s | gap to dense |\n";
     s += "|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|\n";
     for r in rows {

@@ -248,7 +248,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
             residuals: res.map_or(0, |r| r.count()),
             block_entries: groups
                 .as_ref()
-                .map_or(0, |g| g.iter().map(|g| g.len() * g.len()).sum()),
+                .map_or(0, |g| g.iter().map(|g| g.len().pow(2)).sum()),
+            block_cubes: groups
+                .as_ref()
+                .map_or(0, |g| g.iter().map(|g| g.len().pow(3)).sum()),
         };
         let chosen = opts.linear_solver.choose(caps)?;
         let linear = match (chosen, res, groups) {
@@ -427,7 +430,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     true
                 }
                 Linear::MatrixFree(mf) => {
-                    let out = mf.solve(flow, c, &mut work.dy, &mut stats.jvp_evals);
+                    let out = mf.solve(flow, c, &mut work.dy, *newton_tol, &mut stats.jvp_evals);
                     stats.krylov_iterations += out.iterations;
                     out.converged
                 }
@@ -440,6 +443,9 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 break;
             }
             let dy_norm = scaled_norm(&work.dy, &work.scale);
+            if !dy_norm.is_finite() {
+                break;
+            }
             let rate = dy_norm_old.map(|old| dy_norm / old);
             if let Some(r) = rate {
                 // Two successive corrections below a tenth of the Newton tolerance that stop
@@ -539,10 +545,13 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     resume = false;
                     continue;
                 }
-                if relinearised < NEWTON_RELINEARISE {
-                    // The chord iteration failed with a Jacobian at the predictor: go on
-                    // from its last iterate with the Jacobian taken there (Newton's method
-                    // proper) before giving up the step.
+                // The iterate and the gradient there must be finite (a non-finite one ends
+                // the iteration with y_new unchanged and f non-finite).
+                let finite = all_finite(&self.work.y_new) && all_finite(&self.work.f);
+                if relinearised < NEWTON_RELINEARISE && finite {
+                    // The chord iteration failed with a fresh Jacobian: go on from its last
+                    // iterate with the Jacobian taken there (Newton's method proper) before
+                    // giving up the step.
                     relinearised += 1;
                     let at = std::mem::take(&mut self.work.y_new);
                     self.evaluate_jacobian(&at);
@@ -553,6 +562,11 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 break;
             }
             if !converged {
+                if relinearised > 0 {
+                    // The Jacobian sits at an abandoned iterate: the retry takes one at its
+                    // own predictor.
+                    self.jac_current = false;
+                }
                 self.stats.nonlinear_failures += 1;
                 self.h_cap = 0.9 * self.h;
                 self.h *= 0.5;

@@ -101,17 +101,21 @@ pub struct LinearCapabilities {
     pub residuals: usize,
     /// Σ k² over the curvature blocks (their sizes k).
     pub block_entries: usize,
+    /// Σ k³ over the curvature blocks.
+    pub block_cubes: usize,
 }
 
 impl LinearCapabilities {
-    /// True when a structured factorisation (B's blocks, W = B⁻¹Jᵀ, K = I/β + JW and its
-    /// Cholesky: about m(md + m²/3 + Σk²) operations) costs under half a dense one (d³/3).
+    /// True when a structured factorisation (B's blocks inverted, about 2Σk³ operations;
+    /// W = B⁻¹Jᵀ, K = I/β + JW and its Cholesky, about m(md + m²/3 + Σk²)) costs under half a
+    /// dense one (d³/3).
     /// Measured: the two-layer network (d = 300, m = 10) 4× faster than dense, the diagonal
     /// network (d = 200, m = 40) 2×; matrix sensing (d = 100, m = 40) even and matrix
     /// completion (d = 400, m = 280) 2.4× slower, which this rule leaves dense.
     pub fn structured_pays(&self) -> bool {
         let (m, d) = (self.residuals as f64, self.dim as f64);
-        let structured = m * (m * d + m * m / 3.0 + self.block_entries as f64);
+        let structured =
+            m * (m * d + m * m / 3.0 + self.block_entries as f64) + 2.0 * self.block_cubes as f64;
         self.curvature_blocks && 2.0 * structured < d * d * d / 3.0
     }
 }

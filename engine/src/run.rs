@@ -27,10 +27,13 @@ pub struct SolverStats {
     /// Jacobian evaluations: Hessian assemblies (dense), evaluations of the residual
     /// Jacobian J and the blocks of R (structured), linearisation points (matrix-free).
     pub jac_evals: usize,
-    /// Factorisations of the Newton matrix I − γJ ("LU setups"), of either kind.
+    /// Factorisations of the Newton matrix I − γJ ("LU setups"), of either kind; for the
+    /// structured solve, of its m×m matrix K (or of I − γJ on a fallback), for the
+    /// matrix-free one, of the preconditioner's Gram matrix.
     pub lu_factorisations: usize,
     /// How many of those were Cholesky factorisations (the rest fell back to a
-    /// partial-pivot LU because the matrix was not positive definite).
+    /// partial-pivot LU because the factorised matrix was not positive definite; K is when
+    /// B = αI + γR is).
     pub cholesky_factorisations: usize,
     /// MINRES iterations of the matrix-free Newton solve (each one Hessian-vector product).
     #[serde(default)]

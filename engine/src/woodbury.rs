@@ -26,7 +26,8 @@ use crate::la::{DMat, MatMut, MatRef};
 use crate::linsolve::Factorisation;
 use crate::loss::Residuals;
 
-/// A block of B = αI + γR whose condition number (max-norm) exceeds this is inverted densely.
+/// A block of B = αI + γR whose condition number (∞-norm) exceeds this sends the
+/// factorisation to the assembled matrix.
 const MAX_BLOCK_CONDITION: f64 = 1e8;
 
 /// How the current factorisation solves.
@@ -63,10 +64,13 @@ pub(crate) struct Structured {
     tmp_d: Vec<f64>,
 }
 
-/// The groups of `res` if they partition 0..d, else None.
+/// The groups of `res` if they are non-empty and partition 0..d, else None.
 pub(crate) fn valid_groups(res: &dyn Residuals, d: usize) -> Option<Vec<Vec<usize>>> {
     let groups = res.curvature_groups()?;
     let mut seen = vec![false; d];
+    if groups.iter().any(|g| g.is_empty()) {
+        return None;
+    }
     for &i in groups.iter().flatten() {
         if i >= d || seen[i] {
             return None;
@@ -267,11 +271,19 @@ impl Structured {
     }
 }
 
+/// The ∞-norm (largest absolute row sum) of the k×k row-major `a`.
+fn inf_norm(a: &[f64], k: usize) -> f64 {
+    a.chunks_exact(k)
+        .map(|row| row.iter().map(|x| x.abs()).sum::<f64>())
+        .fold(0.0, f64::max)
+}
+
 /// Inverts the k×k row-major `a` in place by Gauss–Jordan elimination with partial pivoting.
-/// False if a pivot vanishes or the condition number exceeds [`MAX_BLOCK_CONDITION`].
+/// False if a pivot vanishes or the condition number ‖a‖∞‖a⁻¹‖∞ exceeds
+/// [`MAX_BLOCK_CONDITION`].
 fn invert_in_place(a: &mut [f64], k: usize) -> bool {
-    let norm = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if !(norm.is_finite() && norm > 0.0) {
+    let norm = inf_norm(a, k);
+    if !(k > 0 && norm.is_finite() && norm > 0.0) {
         return false;
     }
     // Augment [a | I] in a small local buffer (blocks are tiny).
@@ -308,14 +320,10 @@ fn invert_in_place(a: &mut [f64], k: usize) -> bool {
             }
         }
     }
-    let mut inv_norm = 0.0f64;
     for i in 0..k {
-        for j in 0..k {
-            let v = m[i * w + k + j];
-            inv_norm = inv_norm.max(v.abs());
-            a[i * k + j] = v;
-        }
+        a[i * k..(i + 1) * k].copy_from_slice(&m[i * w + k..i * w + w]);
     }
+    let inv_norm = inf_norm(a, k);
     inv_norm.is_finite() && norm * inv_norm <= MAX_BLOCK_CONDITION
 }
 
@@ -412,6 +420,15 @@ mod tests {
             let r = residual(&st, alpha, beta, gamma, &x, &b);
             assert!(r < 1e-9, "α={alpha} β={beta} γ={gamma}: residual {r}");
             assert_eq!(st.dense_fallbacks, 0);
+        }
+        // A second factorisation at another c reuses the storage and is exact again.
+        let mut st = fixture(groups.clone(), m, d, 11);
+        for (alpha, beta, gamma) in [(1.0, 2.0, 0.3), (1.5, 40.0, 8.0)] {
+            st.factorise_with(beta, alpha, beta, gamma);
+            let mut x = b.clone();
+            st.solve(&mut x);
+            let r = residual(&st, alpha, beta, gamma, &x, &b);
+            assert!(r < 1e-9, "refactorised at β={beta}: residual {r}");
         }
         // Make the block of group 2 exactly singular in B = αI + γR: R's block = −(α/γ)I.
         let mut st = fixture(groups, m, d, 7);

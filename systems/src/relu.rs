@@ -56,7 +56,8 @@ impl Activation {
                 } else {
                     e / (1.0 + e)
                 };
-                (value, s, beta * s * (1.0 - s))
+                // σ(t)(1 − σ(t)) = e/(1 + e)², free of the cancellation in 1 − σ at large t.
+                (value, s, beta * e / ((1.0 + e) * (1.0 + e)))
             }
         }
     }
