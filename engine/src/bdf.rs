@@ -374,10 +374,9 @@ impl<'f, 'a> Bdf<'f, 'a> {
             }
             Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
             Linear::Structured(st, scale) => {
-                let before = st.dense_fallbacks;
-                let chol = st.factorise(self.flow, *scale, c);
-                self.stats.structured_fallbacks += st.dense_fallbacks - before;
-                Some(chol)
+                let f = st.factorise(self.flow, *scale, c);
+                self.stats.structured_fallbacks += usize::from(f.fallback);
+                Some(f.cholesky)
             }
         };
         if let Some(chol) = cholesky {
@@ -450,23 +449,16 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 break;
             }
             let rate = dy_norm_old.map(|old| dy_norm / old);
+            // Two successive corrections below a tenth of the Newton tolerance that stop
+            // shrinking are rounding noise, not divergence (a state at rest on M, where the
+            // slow-time right-hand side is rounding error over λ): the iterate is converged,
+            // and the error test still judges the step.
+            let noise =
+                dy_norm <= 0.1 * *newton_tol && dy_norm_old.is_some_and(|o| o <= 0.1 * *newton_tol);
             if let Some(r) = rate {
-                // Two successive corrections below a tenth of the Newton tolerance that stop
-                // shrinking are rounding noise, not divergence (the error test still judges
-                // the step) (a state at rest on M, where the slow-time
-                // right-hand side is rounding error over λ): the iterate is converged.
-                if dy_norm <= 0.1 * *newton_tol
-                    && dy_norm_old.is_some_and(|o| o <= 0.1 * *newton_tol)
-                {
-                    for i in 0..n {
-                        work.y_new[i] += work.dy[i];
-                        work.d[i] += work.dy[i];
-                    }
-                    converged = true;
-                    break;
-                }
-                if r >= 1.0
-                    || r.powi((NEWTON_MAXITER - k) as i32) / (1.0 - r) * dy_norm > *newton_tol
+                if !noise
+                    && (r >= 1.0
+                        || r.powi((NEWTON_MAXITER - k) as i32) / (1.0 - r) * dy_norm > *newton_tol)
                 {
                     break;
                 }
@@ -475,7 +467,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 work.y_new[i] += work.dy[i];
                 work.d[i] += work.dy[i];
             }
-            if dy_norm == 0.0 || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < *newton_tol) {
+            if noise
+                || dy_norm == 0.0
+                || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < *newton_tol)
+            {
                 converged = true;
                 break;
             }

@@ -58,10 +58,18 @@ pub(crate) struct Structured {
     /// R's blocks at θ_J.
     blocks: Vec<f64>,
     factor: Option<(f64, Factor)>,
-    /// How many factorisations took the dense fallback.
-    pub(crate) dense_fallbacks: usize,
     tmp_m: Vec<f64>,
     tmp_d: Vec<f64>,
+    /// Scratch of the block inversions: [B_g | I] for the largest group.
+    aug: Vec<f64>,
+}
+
+/// What one factorisation was.
+pub(crate) struct Factored {
+    /// The factorised matrix (K, or A on the fallback) was positive definite (Cholesky).
+    pub(crate) cholesky: bool,
+    /// A block of B was too ill-conditioned: A itself was assembled and factorised.
+    pub(crate) fallback: bool,
 }
 
 /// The groups of `res` if they are non-empty and partition 0..d, else None.
@@ -102,9 +110,9 @@ impl Structured {
             jt: DMat::zeros(d, m),
             blocks: vec![0.0; total],
             factor: None,
-            dense_fallbacks: 0,
             tmp_m: vec![0.0; m],
             tmp_d: vec![0.0; d],
+            aug: Vec::new(),
         }
     }
 
@@ -126,15 +134,13 @@ impl Structured {
     }
 
     /// Factorises A = I − cJ_flow at θ_J for `flow`, whose loss has residual scale `scale`.
-    /// Returns whether the factorised matrix (K, or A on the dense fallback) was positive
-    /// definite (Cholesky).
-    pub(crate) fn factorise(&mut self, flow: &GradientFlow<'_>, scale: f64, c: f64) -> bool {
+    pub(crate) fn factorise(&mut self, flow: &GradientFlow<'_>, scale: f64, c: f64) -> Factored {
         let gamma = c * flow.rate();
         self.factorise_with(c, 1.0 + gamma * flow.lambda(), gamma / scale, gamma)
     }
 
     /// Factorises A = αI + βJᵀJ + γR (recorded as the factorisation for c).
-    fn factorise_with(&mut self, c: f64, alpha: f64, beta: f64, gamma: f64) -> bool {
+    fn factorise_with(&mut self, c: f64, alpha: f64, beta: f64, gamma: f64) -> Factored {
         let recycled = match self.factor.take() {
             Some((_, Factor::Woodbury { binv, w, k })) => Some((binv, w, k)),
             _ => None,
@@ -155,17 +161,19 @@ impl Structured {
             for i in 0..k {
                 b[i * k + i] += alpha;
             }
-            if !invert_in_place(b, k) {
+            if !invert_in_place(b, k, &mut self.aug) {
                 invertible = false;
                 break;
             }
         }
         if !invertible {
-            self.dense_fallbacks += 1;
             let f = self.dense(alpha, beta, gamma);
-            let chol = f.is_cholesky();
+            let cholesky = f.is_cholesky();
             self.factor = Some((c, Factor::Dense(f)));
-            return chol;
+            return Factored {
+                cholesky,
+                fallback: true,
+            };
         }
         // W = B⁻¹Jᵀ (rows in `perm` order), group by group.
         for (g, group) in self.groups.iter().enumerate() {
@@ -196,9 +204,12 @@ impl Structured {
                 kk[(i, i)] += 1.0 / beta;
             }
         });
-        let chol = k.is_cholesky();
+        let cholesky = k.is_cholesky();
         self.factor = Some((c, Factor::Woodbury { binv, w, k }));
-        chol
+        Factored {
+            cholesky,
+            fallback: false,
+        }
     }
 
     /// A = αI + βJᵀJ + γR assembled and factorised.
@@ -278,17 +289,18 @@ fn inf_norm(a: &[f64], k: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Inverts the k×k row-major `a` in place by Gauss–Jordan elimination with partial pivoting.
-/// False if a pivot vanishes or the condition number ‖a‖∞‖a⁻¹‖∞ exceeds
-/// [`MAX_BLOCK_CONDITION`].
-fn invert_in_place(a: &mut [f64], k: usize) -> bool {
+/// Inverts the k×k row-major `a` in place by Gauss–Jordan elimination with partial pivoting,
+/// in the scratch `m` (resized to k×2k). False if a pivot vanishes or the condition number
+/// ‖a‖∞‖a⁻¹‖∞ exceeds [`MAX_BLOCK_CONDITION`].
+fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
     let norm = inf_norm(a, k);
     if !(k > 0 && norm.is_finite() && norm > 0.0) {
         return false;
     }
-    // Augment [a | I] in a small local buffer (blocks are tiny).
+    // Augment [a | I].
     let w = 2 * k;
-    let mut m = vec![0.0; k * w];
+    m.clear();
+    m.resize(k * w, 0.0);
     for i in 0..k {
         m[i * w..i * w + k].copy_from_slice(&a[i * k..(i + 1) * k]);
         m[i * w + k + i] = 1.0;
@@ -413,13 +425,13 @@ mod tests {
         // Well-conditioned B (positive definite), indefinite B, and a stiff step (large β, γ).
         for (alpha, beta, gamma) in [(1.0, 2.0, 0.3), (1.0, 50.0, 3.0), (1.0001, 1e6, 1e4)] {
             let mut st = fixture(groups.clone(), m, d, 7);
-            st.factorise_with(0.1, alpha, beta, gamma);
+            let f = st.factorise_with(0.1, alpha, beta, gamma);
             assert!(matches!(st.factor, Some((_, Factor::Woodbury { .. }))));
             let mut x = b.clone();
             st.solve(&mut x);
             let r = residual(&st, alpha, beta, gamma, &x, &b);
             assert!(r < 1e-9, "α={alpha} β={beta} γ={gamma}: residual {r}");
-            assert_eq!(st.dense_fallbacks, 0);
+            assert!(!f.fallback);
         }
         // A second factorisation at another c reuses the storage and is exact again.
         let mut st = fixture(groups.clone(), m, d, 11);
@@ -435,8 +447,8 @@ mod tests {
         let (alpha, beta, gamma) = (1.0, 5.0, 2.0);
         let o = st.offsets[2];
         st.blocks[o..o + 4].copy_from_slice(&[-alpha / gamma, 0.0, 0.0, -alpha / gamma]);
-        st.factorise_with(0.1, alpha, beta, gamma);
-        assert_eq!(st.dense_fallbacks, 1);
+        let f = st.factorise_with(0.1, alpha, beta, gamma);
+        assert!(f.fallback);
         assert!(matches!(st.factor, Some((_, Factor::Dense(_)))));
         let mut x = b.clone();
         st.solve(&mut x);
@@ -448,7 +460,7 @@ mod tests {
     fn small_blocks_are_inverted_and_ill_conditioned_ones_refused() {
         let a = [4.0, 1.0, 2.0, 1.0, 3.0, 0.5, 2.0, 0.5, -5.0];
         let mut inv = a;
-        assert!(invert_in_place(&mut inv, 3));
+        assert!(invert_in_place(&mut inv, 3, &mut Vec::new()));
         for i in 0..3 {
             for j in 0..3 {
                 let p: f64 = (0..3).map(|l| a[i * 3 + l] * inv[l * 3 + j]).sum();
@@ -458,11 +470,11 @@ mod tests {
         }
         // A zero leading entry needs the pivot search.
         let mut swap = [0.0, 2.0, 3.0, 1.0];
-        assert!(invert_in_place(&mut swap, 2));
+        assert!(invert_in_place(&mut swap, 2, &mut Vec::new()));
         assert!((swap[0] + 1.0 / 6.0).abs() < 1e-15 && (swap[1] - 1.0 / 3.0).abs() < 1e-15);
         let mut singular = [1.0, 2.0, 2.0, 4.0];
-        assert!(!invert_in_place(&mut singular, 2));
+        assert!(!invert_in_place(&mut singular, 2, &mut Vec::new()));
         let mut nearly = [1.0, 0.0, 0.0, 1e-10];
-        assert!(!invert_in_place(&mut nearly, 2));
+        assert!(!invert_in_place(&mut nearly, 2, &mut Vec::new()));
     }
 }
