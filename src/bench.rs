@@ -254,7 +254,7 @@ pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
          (one run for tsit45 and gd).\n\n",
         cfg.tau_end, cfg.rtol, cfg.atol, "the", cfg.repeats
     );
-    s += "| λ | method | status | steps | gradient evals | Hessians | factorisations | wall s | max rel. error | note |\n";
+    s += "| λ | method | status | steps | gradient evals | Jacobians | factorisations | wall s | max rel. error | note |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---:|---|\n";
     for r in rows {
         s += &format!(
@@ -338,13 +338,11 @@ pub(crate) fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The tolerance of a reference run at λ: 1e-11, but never below 0.1·ε/λ. In slow time the
-/// right-hand side is −(∇F + λθ)/λ, so the rounding error of ∇F reaches the drift along M
-/// multiplied by 1/λ: below that floor Newton's corrections stall at rounding noise and the
-/// step size collapses (matrix sensing at λ = 1e-8: 591 131 steps at rtol 1e-11, 1357 at
-/// 1e-9, end states 3e-9 apart).
+/// The tolerance of a reference run at λ: 1e-11, but never below the rounding floor
+/// 0.1·ε/λ ([`crate::simulate::rounding_floor`]), under which Newton's corrections stall at
+/// rounding noise and the step size collapses.
 pub fn reference_rtol(lambda: f64) -> f64 {
-    (0.1 * f64::EPSILON / lambda).max(1e-11)
+    crate::simulate::rounding_floor(lambda).max(1e-11)
 }
 
 /// The reference run of every comparison: grokflow's BDF in slow time to τ = `tau_end` at
@@ -454,8 +452,8 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
           gd iterations: what gradient descent with η = 1/L (L = ‖∇²F(θ_init)‖₂) needs to reach τ = 10. \
           diffsol's BDF is stopped at its step cap where noted. grokflow's BDF runs with its default linear solver \
           (`auto`: structured on linear regression and the two networks, dense on matrix completion and sensing); \
-          its \"Hessians\" are then evaluations of J and R's blocks.\n\n";
-    s += "| system | d | λ | method | steps | Newton failures | Hessians | factorisations | wall s | rel. error | gd iterations | status |\n";
+          its Jacobians are then evaluations of J and R's blocks (Hessian assemblies elsewhere).\n\n";
+    s += "| system | d | λ | method | steps | Newton failures | Jacobians | factorisations | wall s | rel. error | gd iterations | status |\n";
     s += "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for r in rows {
         s += &format!(

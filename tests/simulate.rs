@@ -442,25 +442,31 @@ fn every_system_runs_end_to_end_with_its_own_outputs() {
     }
 }
 
+/// Runs `system` at λ = 1e-4 with `--linear-solver choice` into `dir/choice` and returns its
+/// summary.json.
+fn run_with_linear_solver(dir: &Path, system: &str, choice: &str) -> serde_json::Value {
+    let out = dir.join(choice);
+    let o = simulate(&[
+        system,
+        "--lambda",
+        "1e-4",
+        "--linear-solver",
+        choice,
+        "--no-plot",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_json(&out.join("summary.json"))
+}
+
 #[test]
 fn the_linear_solver_is_selectable_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut finals = Vec::new();
     for choice in ["dense", "matrix-free"] {
-        let out = dir.path().join(choice);
-        let o = simulate(&[
-            "matrix-completion",
-            "--lambda",
-            "1e-4",
-            "--linear-solver",
-            choice,
-            "--no-plot",
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let s = read_json(&out.join("summary.json"));
+        let s = run_with_linear_solver(dir.path(), "matrix-completion", choice);
         assert_eq!(s["stats"]["linear_solver"], choice.replace('-', "_"));
         let krylov = num(&s, "stats.krylov_iterations");
         assert_eq!(krylov > 0.0, choice == "matrix-free", "{}", s["stats"]);
@@ -475,20 +481,7 @@ fn the_structured_solver_is_the_default_where_the_loss_allows_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut finals = Vec::new();
     for choice in ["auto", "dense", "structured"] {
-        let out = dir.path().join(choice);
-        let o = simulate(&[
-            "relu",
-            "--lambda",
-            "1e-4",
-            "--linear-solver",
-            choice,
-            "--no-plot",
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let s = read_json(&out.join("summary.json"));
+        let s = run_with_linear_solver(dir.path(), "relu", choice);
         let want = if choice == "dense" {
             "dense"
         } else {

@@ -6,7 +6,7 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Par};
-use grokflow_engine::la::{DMat, MatMut, MatRef};
+use grokflow_engine::la::{dot, DMat, MatMut, MatRef};
 use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
@@ -364,10 +364,6 @@ impl MatrixSensing {
             1.0,
         )
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// ⟨A, B⟩ = Σ Aᵢⱼ Bᵢⱼ.

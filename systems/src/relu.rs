@@ -304,6 +304,16 @@ impl TwoLayerNetwork {
             .sum()
     }
 
+    /// ∂²f(x)/∂(aⱼ, wⱼ, bⱼ)², neuron j's 3×3 block (row by row): f couples the parameters of
+    /// one neuron only.
+    fn neuron_curvature(&self, theta: &[f64], j: usize, x: f64) -> [f64; 9] {
+        let (m, a) = (self.m, theta[j]);
+        let (_, ds, dds) = self.activation.eval(theta[m + j] * x + theta[2 * m + j]);
+        let (aw, ab) = (ds * x, ds);
+        let (ww, wb, bb) = (a * dds * x * x, a * dds * x, a * dds);
+        [0.0, aw, ab, aw, ww, wb, ab, wb, bb]
+    }
+
     /// ∂f(x)/∂θ into `row` (3m entries: a, w, b), returning f(x): one activation
     /// evaluation per neuron serves both.
     fn jacobian_row(&self, theta: &[f64], x: f64, row: &mut [f64]) -> f64 {
@@ -411,13 +421,12 @@ impl Loss for TwoLayerNetwork {
                 grokflow_engine::la::axpy(w * jdotv, row, out);
                 // eᵢ ∇²f(xᵢ) v on each neuron's 3×3 block.
                 for j in 0..m {
-                    let a = theta[j];
-                    let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                    let (va, vw, vb) = (v[j], v[m + j], v[2 * m + j]);
-                    let z = xi * vw + vb;
-                    out[j] += w * e * ds * z;
-                    out[m + j] += w * e * (ds * xi * va + a * dds * xi * z);
-                    out[2 * m + j] += w * e * (ds * va + a * dds * z);
+                    let block = self.neuron_curvature(theta, j, xi);
+                    let idx = [j, m + j, 2 * m + j];
+                    for (p, &ip) in idx.iter().enumerate() {
+                        let bv: f64 = (0..3).map(|q| block[3 * p + q] * v[idx[q]]).sum();
+                        out[ip] += w * e * bv;
+                    }
                 }
             }
         })
@@ -438,21 +447,12 @@ impl Loss for TwoLayerNetwork {
             for i in 0..n {
                 let (xi, ew) = (self.x[i], err[i]);
                 for j in 0..m {
-                    let a = theta[j];
-                    let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
                     // e ∇²f(xᵢ): the neuron's 3×3 block.
-                    let (ia, iw, ib) = (j, m + j, 2 * m + j);
-                    let entries = [
-                        (ia, iw, ds * xi),
-                        (ia, ib, ds),
-                        (iw, iw, a * dds * xi * xi),
-                        (iw, ib, a * dds * xi),
-                        (ib, ib, a * dds),
-                    ];
-                    for (r, c, v) in entries {
-                        h[(r, c)] += ew * v;
-                        if r != c {
-                            h[(c, r)] += ew * v;
+                    let block = self.neuron_curvature(theta, j, xi);
+                    let idx = [j, m + j, 2 * m + j];
+                    for (p, &ip) in idx.iter().enumerate() {
+                        for (q, &iq) in idx.iter().enumerate() {
+                            h[(ip, iq)] += ew * block[3 * p + q];
                         }
                     }
                 }
@@ -487,19 +487,7 @@ impl Residuals for TwoLayerNetwork {
             let xi = self.x[i];
             let ew = (self.predict_at(theta, xi) - self.y[i]) / n as f64;
             for j in 0..m {
-                let a = theta[j];
-                let (_, ds, dds) = self.activation.eval(theta[m + j] * xi + theta[2 * m + j]);
-                let block = [
-                    0.0,
-                    ds * xi,
-                    ds,
-                    ds * xi,
-                    a * dds * xi * xi,
-                    a * dds * xi,
-                    ds,
-                    a * dds * xi,
-                    a * dds,
-                ];
+                let block = self.neuron_curvature(theta, j, xi);
                 for (o, v) in out[9 * j..9 * j + 9].iter_mut().zip(block) {
                     *o += ew * v;
                 }

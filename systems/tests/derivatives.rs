@@ -35,6 +35,18 @@ fn every_system_passes_the_derivative_check() {
     }
 }
 
+/// A two-layer network of 8 neurons on 5 points with the given activation.
+fn small_network(activation: Activation) -> TwoLayerNetwork {
+    let p = ReluParams {
+        width: 8,
+        n: 5,
+        activation,
+        seed: 4,
+        ..ReluParams::default()
+    };
+    TwoLayerNetwork::generate(&p).unwrap()
+}
+
 #[test]
 fn both_activations_pass_the_derivative_check() {
     for activation in [
@@ -42,14 +54,7 @@ fn both_activations_pass_the_derivative_check() {
         Activation::Softplus { beta: 1.0 },
         Activation::Softplus { beta: 20.0 },
     ] {
-        let p = ReluParams {
-            width: 8,
-            n: 5,
-            activation,
-            seed: 4,
-            ..ReluParams::default()
-        };
-        let net = TwoLayerNetwork::generate(&p).unwrap();
+        let net = small_network(activation);
         check(&net, &format!("relu {activation:?}"));
     }
 }
@@ -210,14 +215,7 @@ fn block_curvature_completes_the_gauss_newton_hessian() {
         }
     }
     for activation in [Activation::Relu, Activation::Softplus { beta: 20.0 }] {
-        let p = ReluParams {
-            width: 8,
-            n: 5,
-            activation,
-            seed: 4,
-            ..ReluParams::default()
-        };
-        let net = TwoLayerNetwork::generate(&p).unwrap();
+        let net = small_network(activation);
         assert!(check_curvature(&net, &format!("relu {activation:?}")));
     }
     assert_eq!(
