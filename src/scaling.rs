@@ -141,7 +141,7 @@ pub struct LargeRow {
     pub dim: usize,
     /// Observed entries m.
     pub observations: usize,
-    /// "dense" or "matrix_free".
+    /// "dense", "structured" or "matrix_free".
     pub linear_solver: String,
     /// Reached τ = 10, or why not; "not run: …" when skipped.
     pub status: String,
@@ -151,7 +151,8 @@ pub struct LargeRow {
     pub newton: usize,
     /// Jacobian evaluations (linearisation points).
     pub jac_evals: usize,
-    /// Factorisations (dense: of I − cJ; matrix-free: of the preconditioner's Gram matrix).
+    /// Factorisations (dense: of I − cJ; structured: of the m×m Woodbury matrix;
+    /// matrix-free: of the preconditioner's Gram matrix).
     pub factorisations: usize,
     /// Of which Cholesky.
     pub cholesky: usize,
@@ -159,12 +160,12 @@ pub struct LargeRow {
     pub krylov_iterations: usize,
     /// Wall time of the λ-flow, s.
     pub wall_s: f64,
-    /// ‖θ_mf − θ_dense‖/‖θ_dense‖ at τ = 10 where both ran.
+    /// ‖θ − θ_dense‖/‖θ_dense‖ at τ = 10 where both ran.
     pub gap_to_dense: Option<f64>,
 }
 
 /// Matrix completion n×n, width n, λ = 1e-6, τ ∈ [0, 10], rtol 1e-8: the dense solve up to
-/// `dense_max_n`, the matrix-free one at every size.
+/// `dense_max_n`, the structured and matrix-free ones at every size.
 pub fn large_d(
     sizes: &[usize],
     dense_max_n: usize,
@@ -181,12 +182,12 @@ pub fn large_d(
         let m = grokflow_engine::Loss::residuals(&mc).map_or(0, |r| r.count());
         let flow = GradientFlow::regularised(&mc, 1e-6, TimeScale::Slow)?;
         let mut dense_final: Option<Vec<f64>> = None;
-        for ls in [LinearSolver::Dense, LinearSolver::MatrixFree] {
-            let name = if ls == LinearSolver::Dense {
-                "dense"
-            } else {
-                "matrix_free"
-            };
+        for ls in [
+            LinearSolver::Dense,
+            LinearSolver::Structured,
+            LinearSolver::MatrixFree,
+        ] {
+            let name = ls.name();
             if ls == LinearSolver::Dense && n > dense_max_n {
                 let bytes = 3.0 * (mc.dim() as f64).powi(2) * 8.0;
                 rows.push(LargeRow {
@@ -222,7 +223,7 @@ pub fn large_d(
             let wall_s = started.elapsed().as_secs_f64();
             let ok = out.stop == StopReason::Finished;
             let gap = match (&dense_final, ls) {
-                (Some(d), LinearSolver::MatrixFree) if ok => {
+                (Some(d), LinearSolver::MatrixFree | LinearSolver::Structured) if ok => {
                     Some(distance(&out.theta_final, d) / norm(d))
                 }
                 _ => None,
@@ -256,15 +257,21 @@ pub fn large_d(
 
 /// The large-d section of BENCHMARKS.md, with the d ≈ 10⁴ target.
 pub fn large_d_markdown(rows: &[LargeRow]) -> String {
-    let mut s =
-        String::from("\n## Large d: matrix completion up to d ≈ 10⁴, dense and matrix-free\n\n");
+    let mut s = String::from(
+        "\n## Large d: matrix completion up to d ≈ 10⁴, dense, structured and matrix-free\n\n",
+    );
     s += "Matrix completion n×n with width r = n (d = 2n²), rank-3 truth, 70% observed, seed 0; \
           λ = 1e-6, slow time τ ∈ [0, 10], BDF at rtol 1e-8, atol 1e-10; the λ-flow only (Φ is \
-          a separate run). Dense: the Newton matrix assembled and factorised. Matrix-free: MINRES \
+          a separate run). Dense: the Newton matrix assembled and factorised. Structured: the \
+          Newton matrix solved exactly through the m×m matrix of Woodbury's identity, which \
+          matrix completion assembles from UUᵀ, VVᵀ, UVᵀ and one (n₁ + n₂)² block (every column \
+          of (U; V) has the same residual curvature); no m×d or d×d matrix is stored. \
+          Matrix-free: MINRES \
           on Jacobian-vector products, preconditioned by the Gauss–Newton matrix αI + βJᵀJ, \
           inverted through the m×m Gram matrix JJᵀ of the observed-entry residuals (Woodbury); \
-          its factorisations are of that m×m matrix. `--linear-solver auto` (the default) goes \
-          matrix-free from d = 1000 on losses with structured residual products.\n\n";
+          its factorisations are of that m×m matrix. `--linear-solver auto` (the default) takes \
+          the structured solve below d = 1000 and goes matrix-free from there on losses with \
+          structured residual products.\n\n";
     s += "| n | d | m | solver | status | steps | Newton | Jacobians | factorisations (Cholesky) | MINRES iterations | wall s | gap to dense |\n";
     s += "|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|\n";
     for r in rows {
@@ -291,6 +298,7 @@ pub fn large_d_markdown(rows: &[LargeRow]) -> String {
                 .unwrap_or_else(|| "—".into())
         );
     }
+    // The target is judged on the default (automatic) choice at the largest size.
     if let Some(big) = rows
         .iter()
         .filter(|r| r.linear_solver == "matrix_free")

@@ -24,7 +24,7 @@ use crate::linsolve::Factorisation;
 use crate::method::{LinearCapabilities, LinearSolver, Method, Options};
 use crate::observe::{notify, Control, DenseOutput, Observer, RunInfo, StepView, StopReason};
 use crate::run::{Outcome, SolverStats};
-use crate::woodbury::{valid_groups, Structured};
+use crate::woodbury::{shared_block, valid_groups, Structured};
 
 const MAX_ORDER: usize = 5;
 const NEWTON_MAXITER: usize = 4;
@@ -215,8 +215,8 @@ enum Linear {
         factor: Option<(f64, Factorisation)>,
     },
     MatrixFree(Box<MatrixFree>),
-    /// The Woodbury solve of [`crate::woodbury`] (residual scale s alongside).
-    Structured(Box<Structured>, f64),
+    /// The Woodbury solve of [`crate::woodbury`].
+    Structured(Box<Structured>),
 }
 
 impl Linear {
@@ -225,7 +225,7 @@ impl Linear {
         match self {
             Linear::Dense { factor, .. } => factor.as_ref().map(|(c, _)| *c),
             Linear::MatrixFree(mf) => mf.preconditioner.as_ref().map(|p| p.c()),
-            Linear::Structured(st, _) => st.prepared_c(),
+            Linear::Structured(st) => st.prepared_c(),
         }
     }
 }
@@ -244,23 +244,29 @@ impl<'f, 'a> Bdf<'f, 'a> {
         let n = theta0.len();
         let res = flow.loss().residuals().filter(|r| r.count() < n);
         let groups = res.and_then(|r| valid_groups(r, n));
+        let shared = res
+            .zip(groups.as_ref())
+            .is_some_and(|(r, g)| shared_block(r, g));
+        // The groups whose blocks a structured factorisation inverts.
+        let inverted = match &groups {
+            Some(g) if shared => &g[..1],
+            Some(g) => &g[..],
+            None => &[],
+        };
         let caps = LinearCapabilities {
             dim: n,
             structured_products: res.is_some_and(|r| r.has_structured_products()),
             curvature_blocks: groups.is_some(),
+            shared_block: shared,
             residuals: res.map_or(0, |r| r.count()),
-            block_entries: groups
-                .as_ref()
-                .map_or(0, |g| g.iter().map(|g| g.len().pow(2)).sum()),
-            block_cubes: groups
-                .as_ref()
-                .map_or(0, |g| g.iter().map(|g| g.len().pow(3)).sum()),
+            block_entries: inverted.iter().map(|g| g.len().pow(2)).sum(),
+            block_cubes: inverted.iter().map(|g| g.len().pow(3)).sum(),
         };
         let chosen = opts.linear_solver.choose(caps)?;
         let linear = match (chosen, res, groups) {
             (LinearSolver::MatrixFree, _, _) => Linear::MatrixFree(Box::new(MatrixFree::new(n))),
             (LinearSolver::Structured, Some(r), Some(g)) => {
-                Linear::Structured(Box::new(Structured::new(g, r.count(), n)), r.scale())
+                Linear::Structured(Box::new(Structured::new(g, r.count(), n, shared)))
             }
             _ => Linear::Dense {
                 jac: DMat::zeros(n, n),
@@ -311,7 +317,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 *factor = None;
             }
             Linear::MatrixFree(mf) => mf.linearise(self.flow, at),
-            Linear::Structured(st, _) => {
+            Linear::Structured(st) => {
                 let res = self.flow.loss().residuals();
                 st.linearise(res.expect("structured needs residuals"), at)
             }
@@ -373,10 +379,11 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 Some(chol)
             }
             Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
-            Linear::Structured(st, scale) => {
-                let f = st.factorise(self.flow, *scale, c);
+            Linear::Structured(st) => {
+                let res = self.flow.loss().residuals();
+                let f = st.factorise(self.flow, res.expect("structured needs residuals"), c);
                 self.stats.structured_fallbacks += usize::from(f.fallback);
-                Some(f.cholesky)
+                f.factorised.then_some(f.cholesky)
             }
         };
         if let Some(chol) = cholesky {
@@ -436,9 +443,9 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     stats.krylov_iterations += out.iterations;
                     out.converged
                 }
-                Linear::Structured(st, _) => {
-                    st.solve(&mut work.dy);
-                    true
+                Linear::Structured(st) => {
+                    let res = flow.loss().residuals();
+                    st.solve(res.expect("structured needs residuals"), &mut work.dy)
                 }
             };
             if !solved {

@@ -1,6 +1,6 @@
 //! The one trait a training loss implements, and the observables a run records.
 
-use crate::la::{matvec_into, DMat, MatMut};
+use crate::la::{matvec_into, DMat, MatMut, MatRef};
 
 /// A C² (ideally C³) training loss F: Rᵈ → R with analytic derivatives.
 ///
@@ -110,6 +110,33 @@ pub trait Residuals {
     /// are given; the default writes zeros (R = 0, as for linear residuals).
     fn curvature_blocks_into(&self, _theta: &[f64], out: &mut [f64]) {
         out.fill(0.0);
+    }
+
+    /// True when every curvature group has the same size k and R's blocks are all equal (R =
+    /// I ⊗ R₀ once the groups are made contiguous), and [`Residuals::shared_block_gram_into`]
+    /// exploits structure. The structured solve then inverts one k×k block and never stores
+    /// the m×d Jacobian: it applies J through [`Residuals::jvp_into`] and
+    /// [`Residuals::vjp_into`], which should then be structured too.
+    fn has_shared_block_gram(&self) -> bool {
+        false
+    }
+
+    /// out ← J(θ)(I ⊗ C)J(θ)ᵀ = Σ_g J_g C J_gᵀ (m×m, every entry written), with C the k×k
+    /// row-major `c` and J_g the m×k columns of J of curvature group g, in its order. Called
+    /// only with curvature groups of one size. The default assembles J.
+    fn shared_block_gram_into(&self, theta: &[f64], c: &[f64], mut out: MatMut<'_, f64>) {
+        let groups = self
+            .curvature_groups()
+            .expect("the shared-block Gram matrix needs curvature groups");
+        let (m, k) = (self.count(), groups[0].len());
+        let mut jac = DMat::zeros(m, theta.len());
+        self.jacobian_into(theta, jac.as_mut());
+        let c = MatRef::from_row_major_slice(c, k, k);
+        out.fill(0.0);
+        for group in &groups {
+            let jg = DMat::from_fn(m, k, |q, a| jac[(q, group[a])]);
+            out += &jg * c * jg.transpose();
+        }
     }
 }
 

@@ -12,6 +12,15 @@
 //! K = I/β + J B⁻¹ Jᵀ:  A⁻¹ = B⁻¹ − W K⁻¹ J B⁻¹ with W = B⁻¹Jᵀ. A factorisation costs
 //! O(dm² + m³ + Σk³) instead of O(d³/3), and a solve O(dm) instead of O(d²).
 //!
+//! When every group has the same block (matrix completion: each column of (U; V) couples
+//! through the same matrix of residuals) and the loss forms J(I ⊗ C)Jᵀ from its own structure
+//! ([`crate::Residuals::has_shared_block_gram`]), only one k×k block is inverted, K is
+//! assembled in O(m²) without J, and a solve applies J and Jᵀ through the loss's products:
+//! no m×d matrix is stored, and a factorisation costs O(m³/3 + k³). There a block too
+//! ill-conditioned to invert refuses the factorisation instead of falling back to the d×d
+//! matrix: its solves fail, and the Newton iteration retries with another step size (B
+//! depends on it).
+//!
 //! The identity loses digits when B is ill-conditioned (far from the manifold, where the
 //! residuals are large and γR can cancel αI). A block whose condition number exceeds
 //! [`MAX_BLOCK_CONDITION`] sends that factorisation to the dense path: A assembled from J and
@@ -38,8 +47,22 @@ enum Factor {
         w: DMat,
         k: Factorisation,
     },
+    /// Woodbury with one shared block: C = B₀⁻¹ (k×k, row-major) and K = I/β + J(I ⊗ C)Jᵀ
+    /// factorised.
+    Shared { cinv: Vec<f64>, k: Factorisation },
     /// The fallback: A itself (d×d).
     Dense(Factorisation),
+    /// The shared block was too ill-conditioned: every solve fails.
+    Refused,
+}
+
+/// Where J comes from.
+enum Jacobian {
+    /// J (m×d) at θ_J, and Jᵀ with its rows in `perm` order (d×m): each group's rows are
+    /// contiguous.
+    Stored { jac: DMat, jt: DMat },
+    /// θ_J only: J and Jᵀ through the loss's products, K through its shared-block Gram matrix.
+    Shared { theta: Vec<f64> },
 }
 
 /// The linearisation point's J and R, and the factorisation for one c.
@@ -51,15 +74,17 @@ pub(crate) struct Structured {
     perm: Vec<usize>,
     /// Start of each group in `perm`.
     starts: Vec<usize>,
-    /// J (m×d) at θ_J.
-    jac: DMat,
-    /// Jᵀ with its rows in `perm` order (d×m): each group's rows are contiguous.
-    jt: DMat,
+    jacobian: Jacobian,
+    /// m.
+    m: usize,
     /// R's blocks at θ_J.
     blocks: Vec<f64>,
     factor: Option<(f64, Factor)>,
     tmp_m: Vec<f64>,
     tmp_d: Vec<f64>,
+    /// Scratch of the shared-block solve (d entries each).
+    tmp_a: Vec<f64>,
+    tmp_b: Vec<f64>,
     /// Scratch of the block inversions: [B_g | I] for the largest group.
     aug: Vec<f64>,
 }
@@ -68,8 +93,17 @@ pub(crate) struct Structured {
 pub(crate) struct Factored {
     /// The factorised matrix (K, or A on the fallback) was positive definite (Cholesky).
     pub(crate) cholesky: bool,
-    /// A block of B was too ill-conditioned: A itself was assembled and factorised.
+    /// A block of B was too ill-conditioned: A itself was assembled and factorised, or
+    /// (shared block) nothing was, and the solves fail until the next factorisation.
     pub(crate) fallback: bool,
+    /// A matrix was factorised (false when refused).
+    pub(crate) factorised: bool,
+}
+
+/// True when the shared-block solve applies to `res` with these groups: the loss forms
+/// J(I ⊗ C)Jᵀ itself and its groups all have one size.
+pub(crate) fn shared_block(res: &dyn Residuals, groups: &[Vec<usize>]) -> bool {
+    res.has_shared_block_gram() && groups.iter().all(|g| g.len() == groups[0].len())
 }
 
 /// The groups of `res` if they are non-empty and partition 0..d, else None.
@@ -89,8 +123,9 @@ pub(crate) fn valid_groups(res: &dyn Residuals, d: usize) -> Option<Vec<Vec<usiz
 }
 
 impl Structured {
-    /// For a loss whose residuals have valid curvature groups (see [`valid_groups`]).
-    pub(crate) fn new(groups: Vec<Vec<usize>>, m: usize, d: usize) -> Self {
+    /// For a loss whose residuals have valid curvature groups (see [`valid_groups`]); with
+    /// `shared`, the shared-block solve (see [`shared_block`]).
+    pub(crate) fn new(groups: Vec<Vec<usize>>, m: usize, d: usize, shared: bool) -> Self {
         let mut offsets = Vec::with_capacity(groups.len());
         let mut starts = Vec::with_capacity(groups.len());
         let (mut total, mut start) = (0, 0);
@@ -101,28 +136,46 @@ impl Structured {
             start += g.len();
         }
         let perm = groups.iter().flatten().copied().collect();
+        let jacobian = if shared {
+            Jacobian::Shared {
+                theta: vec![0.0; d],
+            }
+        } else {
+            Jacobian::Stored {
+                jac: DMat::zeros(m, d),
+                jt: DMat::zeros(d, m),
+            }
+        };
+        let scratch = if shared { d } else { 0 };
         Self {
             groups,
             offsets,
             perm,
             starts,
-            jac: DMat::zeros(m, d),
-            jt: DMat::zeros(d, m),
+            jacobian,
+            m,
             blocks: vec![0.0; total],
             factor: None,
             tmp_m: vec![0.0; m],
             tmp_d: vec![0.0; d],
+            tmp_a: vec![0.0; scratch],
+            tmp_b: vec![0.0; scratch],
             aug: Vec::new(),
         }
     }
 
     /// J and R at `at`; the factorisation is dropped.
     pub(crate) fn linearise(&mut self, res: &dyn Residuals, at: &[f64]) {
-        res.jacobian_into(at, self.jac.as_mut());
-        for i in 0..self.jac.nrows() {
-            for (q, &p) in self.perm.iter().enumerate() {
-                self.jt[(q, i)] = self.jac[(i, p)];
+        match &mut self.jacobian {
+            Jacobian::Stored { jac, jt } => {
+                res.jacobian_into(at, jac.as_mut());
+                for i in 0..jac.nrows() {
+                    for (q, &p) in self.perm.iter().enumerate() {
+                        jt[(q, i)] = jac[(i, p)];
+                    }
+                }
             }
+            Jacobian::Shared { theta } => theta.copy_from_slice(at),
         }
         res.curvature_blocks_into(at, &mut self.blocks);
         self.factor = None;
@@ -133,19 +186,77 @@ impl Structured {
         self.factor.as_ref().map(|(c, _)| *c)
     }
 
-    /// Factorises A = I − cJ_flow at θ_J for `flow`, whose loss has residual scale `scale`.
-    pub(crate) fn factorise(&mut self, flow: &GradientFlow<'_>, scale: f64, c: f64) -> Factored {
+    /// Factorises A = I − cJ_flow at θ_J for `flow`, whose loss has residuals `res`.
+    pub(crate) fn factorise(
+        &mut self,
+        flow: &GradientFlow<'_>,
+        res: &dyn Residuals,
+        c: f64,
+    ) -> Factored {
         let gamma = c * flow.rate();
-        self.factorise_with(c, 1.0 + gamma * flow.lambda(), gamma / scale, gamma)
+        let (alpha, beta) = (1.0 + gamma * flow.lambda(), gamma / res.scale());
+        match self.jacobian {
+            Jacobian::Stored { .. } => self.factorise_with(c, alpha, beta, gamma),
+            Jacobian::Shared { .. } => self.factorise_shared(res, c, alpha, beta, gamma),
+        }
     }
 
-    /// Factorises A = αI + βJᵀJ + γR (recorded as the factorisation for c).
+    /// The shared-block factorisation of A = αI + βJᵀJ + γ(I ⊗ R₀) (recorded for c).
+    fn factorise_shared(
+        &mut self,
+        res: &dyn Residuals,
+        c: f64,
+        alpha: f64,
+        beta: f64,
+        gamma: f64,
+    ) -> Factored {
+        let Jacobian::Shared { theta } = &self.jacobian else {
+            unreachable!("the shared factorisation needs the shared Jacobian")
+        };
+        let (mut cinv, k_old) = match self.factor.take() {
+            Some((_, Factor::Shared { cinv, k })) => (cinv, Some(k)),
+            _ => (Vec::new(), None),
+        };
+        let k = self.groups[0].len();
+        cinv.clear();
+        cinv.extend(self.blocks[..k * k].iter().map(|r| gamma * r));
+        for i in 0..k {
+            cinv[i * k + i] += alpha;
+        }
+        if !invert_in_place(&mut cinv, k, &mut self.aug) {
+            self.factor = Some((c, Factor::Refused));
+            return Factored {
+                cholesky: false,
+                fallback: true,
+                factorised: false,
+            };
+        }
+        let c_ref = &cinv;
+        let kk = Factorisation::build(self.m, k_old, |mut kk| {
+            res.shared_block_gram_into(theta, c_ref, kk.as_mut());
+            for i in 0..kk.nrows() {
+                kk[(i, i)] += 1.0 / beta;
+            }
+        });
+        let cholesky = kk.is_cholesky();
+        self.factor = Some((c, Factor::Shared { cinv, k: kk }));
+        Factored {
+            cholesky,
+            fallback: false,
+            factorised: true,
+        }
+    }
+
+    /// Factorises A = αI + βJᵀJ + γR (recorded as the factorisation for c) from the stored J.
     fn factorise_with(&mut self, c: f64, alpha: f64, beta: f64, gamma: f64) -> Factored {
         let recycled = match self.factor.take() {
             Some((_, Factor::Woodbury { binv, w, k })) => Some((binv, w, k)),
             _ => None,
         };
-        let (m, d) = (self.jac.nrows(), self.jac.ncols());
+        let Jacobian::Stored { jac, jt } = &self.jacobian else {
+            unreachable!("the Woodbury factorisation needs the stored Jacobian")
+        };
+        let (m, d) = (jac.nrows(), jac.ncols());
         let (mut binv, mut w, k_old) = match recycled {
             Some((b, w, k)) => (b, w, Some(k)),
             None => (vec![0.0; self.blocks.len()], DMat::zeros(d, m), None),
@@ -167,12 +278,13 @@ impl Structured {
             }
         }
         if !invertible {
-            let f = self.dense(alpha, beta, gamma);
+            let f = self.dense(jac, alpha, beta, gamma);
             let cholesky = f.is_cholesky();
             self.factor = Some((c, Factor::Dense(f)));
             return Factored {
                 cholesky,
                 fallback: true,
+                factorised: true,
             };
         }
         // W = B⁻¹Jᵀ (rows in `perm` order), group by group.
@@ -184,12 +296,11 @@ impl Structured {
                 w.as_mut().subrows_mut(o, k),
                 Accum::Replace,
                 b,
-                self.jt.as_ref().subrows(o, k),
+                jt.as_ref().subrows(o, k),
                 1.0,
                 Par::Seq,
             );
         }
-        let jt = &self.jt;
         let w_ref = &w;
         let k = Factorisation::build(m, k_old, |mut kk| {
             matmul(
@@ -209,13 +320,13 @@ impl Structured {
         Factored {
             cholesky,
             fallback: false,
+            factorised: true,
         }
     }
 
-    /// A = αI + βJᵀJ + γR assembled and factorised.
-    fn dense(&self, alpha: f64, beta: f64, gamma: f64) -> Factorisation {
-        let d = self.jac.ncols();
-        let jac = &self.jac;
+    /// A = αI + βJᵀJ + γR assembled from `jac` and factorised.
+    fn dense(&self, jac: &DMat, alpha: f64, beta: f64, gamma: f64) -> Factorisation {
+        let d = jac.ncols();
         Factorisation::build(d, None, |mut a| {
             matmul(
                 a.as_mut(),
@@ -240,14 +351,34 @@ impl Structured {
         })
     }
 
-    /// rhs ← A⁻¹ rhs.
-    pub(crate) fn solve(&mut self, rhs: &mut [f64]) {
+    /// rhs ← A⁻¹ rhs; false (rhs unusable) when the factorisation was refused.
+    pub(crate) fn solve(&mut self, res: &dyn Residuals, rhs: &mut [f64]) -> bool {
         let Some((_, factor)) = &self.factor else {
             panic!("factorised before solving");
         };
-        match factor {
-            Factor::Dense(f) => f.solve_vec(rhs),
-            Factor::Woodbury { binv, w, k } => {
+        match (factor, &self.jacobian) {
+            (Factor::Refused, _) => return false,
+            (Factor::Dense(f), _) => f.solve_vec(rhs),
+            (Factor::Shared { cinv, k }, Jacobian::Shared { theta }) => {
+                // y = (I ⊗ C) rhs; u = K⁻¹ J y; rhs = y − (I ⊗ C) Jᵀ u.
+                let (y, z) = (&mut self.tmp_a, &mut self.tmp_b);
+                apply_shared(cinv, &self.groups, rhs, y, &mut self.tmp_d);
+                let u = &mut self.tmp_m;
+                res.jvp_into(theta, y, u);
+                k.solve_vec(u);
+                res.vjp_into(theta, u, z);
+                apply_shared(cinv, &self.groups, z, rhs, &mut self.tmp_d);
+                for (r, yi) in rhs.iter_mut().zip(y.iter()) {
+                    *r = yi - *r;
+                }
+            }
+            (Factor::Shared { .. }, Jacobian::Stored { .. }) => {
+                unreachable!("a shared factorisation comes with the shared Jacobian")
+            }
+            (Factor::Woodbury { binv, w, k }, _) => {
+                let Jacobian::Stored { jt, .. } = &self.jacobian else {
+                    unreachable!("a Woodbury factorisation comes with the stored Jacobian")
+                };
                 // y = B⁻¹ rhs, in `perm` order.
                 let y = &mut self.tmp_d;
                 for (g, group) in self.groups.iter().enumerate() {
@@ -263,7 +394,7 @@ impl Structured {
                 }
                 // u = K⁻¹ Jᵀᵀ y; y ← y − W u; rhs = y back in parameter order.
                 let u = &mut self.tmp_m;
-                crate::la::matvec_into(self.jt.transpose(), y, u);
+                crate::la::matvec_into(jt.transpose(), y, u);
                 k.solve_vec(u);
                 let (d, m) = (w.nrows(), w.ncols());
                 matmul(
@@ -278,6 +409,33 @@ impl Structured {
                     rhs[p] = y[q];
                 }
             }
+        }
+        true
+    }
+}
+
+/// out ← (I ⊗ C) v: C (k×k, row-major) applied to v's entries of each group (all of size k),
+/// as one k×k by k×g product through the gathered `scratch` (d entries).
+fn apply_shared(c: &[f64], groups: &[Vec<usize>], v: &[f64], out: &mut [f64], scratch: &mut [f64]) {
+    let (k, g) = (groups[0].len(), groups.len());
+    for (j, group) in groups.iter().enumerate() {
+        for (a, &p) in group.iter().enumerate() {
+            scratch[j * k + a] = v[p];
+        }
+    }
+    // Y = C X in `out`'s storage (column-major k×g), then scattered back through `scratch`.
+    matmul(
+        MatMut::from_column_major_slice_mut(out, k, g),
+        Accum::Replace,
+        MatRef::from_row_major_slice(c, k, k),
+        MatRef::from_column_major_slice(scratch, k, g),
+        1.0,
+        Par::Seq,
+    );
+    scratch.copy_from_slice(out);
+    for (j, group) in groups.iter().enumerate() {
+        for (a, &p) in group.iter().enumerate() {
+            out[p] = scratch[j * k + a];
         }
     }
 }
@@ -343,71 +501,129 @@ fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
 mod tests {
     use super::*;
 
-    /// J (m×d) and R's blocks from a fixed pseudo-random sequence.
-    fn fixture(groups: Vec<Vec<usize>>, m: usize, d: usize, seed: u64) -> Structured {
-        let mut st = Structured::new(groups, m, d);
-        let mut x = seed;
-        let mut next = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
-        for i in 0..m {
-            for j in 0..d {
-                st.jac[(i, j)] = next();
-            }
-        }
-        for i in 0..m {
-            for (q, &p) in st.perm.iter().enumerate() {
-                st.jt[(q, i)] = st.jac[(i, p)];
-            }
-        }
-        // Symmetric blocks.
-        for (g, group) in st.groups.iter().enumerate() {
-            let k = group.len();
-            let o = st.offsets[g];
-            for a in 0..k {
-                for b in 0..=a {
-                    let v = next();
-                    st.blocks[o + a * k + b] = v;
-                    st.blocks[o + b * k + a] = v;
-                }
-            }
-        }
-        st
+    /// Residuals with a fixed pseudo-random J (m×d) and fixed symmetric curvature blocks;
+    /// `shared` declares the shared-block Gram matrix (the trait's default, through J).
+    struct Fixed {
+        jac: DMat,
+        groups: Vec<Vec<usize>>,
+        blocks: Vec<f64>,
+        shared: bool,
     }
 
-    /// max |A x − b| / max |b| with A = αI + βJᵀJ + γR assembled from the fixture.
-    fn residual(st: &Structured, alpha: f64, beta: f64, gamma: f64, x: &[f64], b: &[f64]) -> f64 {
-        let mut a = DMat::zeros(x.len(), x.len());
-        matmul(
-            a.as_mut(),
-            Accum::Replace,
-            st.jac.transpose(),
-            &st.jac,
-            beta,
-            Par::Seq,
-        );
-        for i in 0..x.len() {
-            a[(i, i)] += alpha;
-        }
-        for (g, group) in st.groups.iter().enumerate() {
-            let k = group.len();
-            for (p, &gp) in group.iter().enumerate() {
-                for (q, &gq) in group.iter().enumerate() {
-                    a[(gp, gq)] += gamma * st.blocks[st.offsets[g] + p * k + q];
+    impl Fixed {
+        /// With `shared`, every block is the first one.
+        fn new(groups: Vec<Vec<usize>>, m: usize, d: usize, seed: u64, shared: bool) -> Self {
+            let mut x = seed;
+            let mut next = || {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            };
+            let jac = DMat::from_fn(m, d, |_, _| next());
+            let mut blocks = Vec::new();
+            for (g, group) in groups.iter().enumerate() {
+                let k = group.len();
+                if shared && g > 0 {
+                    blocks.extend_from_within(..k * k);
+                    continue;
+                }
+                let o = blocks.len();
+                blocks.resize(o + k * k, 0.0);
+                for a in 0..k {
+                    for b in 0..=a {
+                        let v = next();
+                        blocks[o + a * k + b] = v;
+                        blocks[o + b * k + a] = v;
+                    }
                 }
             }
+            Self {
+                jac,
+                groups,
+                blocks,
+                shared,
+            }
         }
-        let mut ax = vec![0.0; x.len()];
-        crate::la::matvec_into(a.as_ref(), x, &mut ax);
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        ax.iter()
-            .zip(b)
-            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
-            / scale
+
+        /// The structured solve linearised at this J and R.
+        fn structured(&self) -> Structured {
+            let (m, d) = (self.jac.nrows(), self.jac.ncols());
+            let mut st = Structured::new(self.groups.clone(), m, d, self.shared);
+            st.linearise(self, &vec![0.0; d]);
+            st
+        }
+
+        /// max |A x − b| / max |b| with A = αI + βJᵀJ + γR.
+        fn residual(&self, alpha: f64, beta: f64, gamma: f64, x: &[f64], b: &[f64]) -> f64 {
+            let mut a = DMat::zeros(x.len(), x.len());
+            matmul(
+                a.as_mut(),
+                Accum::Replace,
+                self.jac.transpose(),
+                &self.jac,
+                beta,
+                Par::Seq,
+            );
+            for i in 0..x.len() {
+                a[(i, i)] += alpha;
+            }
+            let mut o = 0;
+            for group in &self.groups {
+                let k = group.len();
+                for (p, &gp) in group.iter().enumerate() {
+                    for (q, &gq) in group.iter().enumerate() {
+                        a[(gp, gq)] += gamma * self.blocks[o + p * k + q];
+                    }
+                }
+                o += k * k;
+            }
+            let mut ax = vec![0.0; x.len()];
+            crate::la::matvec_into(a.as_ref(), x, &mut ax);
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            ax.iter()
+                .zip(b)
+                .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
+                / scale
+        }
     }
+
+    impl Residuals for Fixed {
+        fn count(&self) -> usize {
+            self.jac.nrows()
+        }
+        fn scale(&self) -> f64 {
+            1.0
+        }
+        fn residuals_into(&self, _theta: &[f64], r: &mut [f64]) {
+            r.fill(0.0);
+        }
+        fn jacobian_into(&self, _theta: &[f64], mut jac: MatMut<'_, f64>) {
+            jac.copy_from(&self.jac);
+        }
+        fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+            Some(self.groups.clone())
+        }
+        fn curvature_blocks_into(&self, _theta: &[f64], out: &mut [f64]) {
+            out.copy_from_slice(&self.blocks);
+        }
+        fn has_shared_block_gram(&self) -> bool {
+            self.shared
+        }
+    }
+
+    /// Solves A x = b with the factorisation for (α, β, γ) and returns the relative residual.
+    fn solve_and_check(res: &Fixed, st: &mut Structured, abg: (f64, f64, f64)) -> f64 {
+        let (alpha, beta, gamma) = abg;
+        let d = res.jac.ncols();
+        let b: Vec<f64> = (0..d).map(|i| (i as f64 * 0.7).sin()).collect();
+        let mut x = b.clone();
+        assert!(st.solve(res, &mut x));
+        res.residual(alpha, beta, gamma, &x, &b)
+    }
+
+    /// Well-conditioned B (positive definite), indefinite B, and a stiff step (large β, γ).
+    const CASES: [(f64, f64, f64); 3] = [(1.0, 2.0, 0.3), (1.0, 50.0, 3.0), (1.0001, 1e6, 1e4)];
 
     #[test]
     fn the_woodbury_solve_is_exact_and_the_fallback_takes_over_when_a_block_is_singular() {
@@ -421,39 +637,66 @@ mod tests {
             vec![11],
         ];
         let (m, d) = (4, 12);
-        let b: Vec<f64> = (0..d).map(|i| (i as f64 * 0.7).sin()).collect();
-        // Well-conditioned B (positive definite), indefinite B, and a stiff step (large β, γ).
-        for (alpha, beta, gamma) in [(1.0, 2.0, 0.3), (1.0, 50.0, 3.0), (1.0001, 1e6, 1e4)] {
-            let mut st = fixture(groups.clone(), m, d, 7);
-            let f = st.factorise_with(0.1, alpha, beta, gamma);
+        let res = Fixed::new(groups.clone(), m, d, 7, false);
+        for abg in CASES {
+            let mut st = res.structured();
+            let f = st.factorise_with(0.1, abg.0, abg.1, abg.2);
             assert!(matches!(st.factor, Some((_, Factor::Woodbury { .. }))));
-            let mut x = b.clone();
-            st.solve(&mut x);
-            let r = residual(&st, alpha, beta, gamma, &x, &b);
-            assert!(r < 1e-9, "α={alpha} β={beta} γ={gamma}: residual {r}");
-            assert!(!f.fallback);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "{abg:?}: residual {r}");
+            assert!(!f.fallback && f.factorised);
         }
         // A second factorisation at another c reuses the storage and is exact again.
-        let mut st = fixture(groups.clone(), m, d, 11);
-        for (alpha, beta, gamma) in [(1.0, 2.0, 0.3), (1.5, 40.0, 8.0)] {
-            st.factorise_with(beta, alpha, beta, gamma);
-            let mut x = b.clone();
-            st.solve(&mut x);
-            let r = residual(&st, alpha, beta, gamma, &x, &b);
-            assert!(r < 1e-9, "refactorised at β={beta}: residual {r}");
+        let res = Fixed::new(groups.clone(), m, d, 11, false);
+        let mut st = res.structured();
+        for abg in [(1.0, 2.0, 0.3), (1.5, 40.0, 8.0)] {
+            st.factorise_with(abg.1, abg.0, abg.1, abg.2);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "refactorised at {abg:?}: residual {r}");
         }
         // Make the block of group 2 exactly singular in B = αI + γR: R's block = −(α/γ)I.
-        let mut st = fixture(groups, m, d, 7);
-        let (alpha, beta, gamma) = (1.0, 5.0, 2.0);
-        let o = st.offsets[2];
-        st.blocks[o..o + 4].copy_from_slice(&[-alpha / gamma, 0.0, 0.0, -alpha / gamma]);
-        let f = st.factorise_with(0.1, alpha, beta, gamma);
-        assert!(f.fallback);
+        let mut res = Fixed::new(groups, m, d, 7, false);
+        let abg = (1.0, 5.0, 2.0);
+        let o = 9 + 9;
+        res.blocks[o..o + 4].copy_from_slice(&[-abg.0 / abg.2, 0.0, 0.0, -abg.0 / abg.2]);
+        let mut st = res.structured();
+        let f = st.factorise_with(0.1, abg.0, abg.1, abg.2);
+        assert!(f.fallback && f.factorised);
         assert!(matches!(st.factor, Some((_, Factor::Dense(_)))));
-        let mut x = b.clone();
-        st.solve(&mut x);
-        let r = residual(&st, alpha, beta, gamma, &x, &b);
+        let r = solve_and_check(&res, &mut st, abg);
         assert!(r < 1e-12, "fallback residual {r}");
+    }
+
+    #[test]
+    fn the_shared_block_solve_is_exact_without_the_jacobian_and_refuses_a_singular_block() {
+        // Four interleaved groups of size 3 over d = 12, m = 5, every block the same.
+        let groups: Vec<Vec<usize>> = (0..4).map(|g| vec![g, g + 4, g + 8]).collect();
+        let (m, d) = (5, 12);
+        let res = Fixed::new(groups.clone(), m, d, 3, true);
+        let mut st = res.structured();
+        assert!(matches!(st.jacobian, Jacobian::Shared { .. }));
+        for abg in CASES {
+            let f = st.factorise_shared(&res, 0.1, abg.0, abg.1, abg.2);
+            assert!(matches!(st.factor, Some((_, Factor::Shared { .. }))));
+            assert!(!f.fallback && f.factorised);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "{abg:?}: residual {r}");
+        }
+        // R₀ = −(α/γ)I makes B₀ singular: the factorisation is refused and solves fail.
+        let mut res = Fixed::new(groups, m, d, 3, true);
+        let abg = (1.0, 5.0, 2.0);
+        for g in 0..4 {
+            let block = &mut res.blocks[9 * g..9 * g + 9];
+            block.fill(0.0);
+            for i in 0..3 {
+                block[i * 3 + i] = -abg.0 / abg.2;
+            }
+        }
+        let mut st = res.structured();
+        let f = st.factorise_shared(&res, 0.1, abg.0, abg.1, abg.2);
+        assert!(f.fallback && !f.factorised);
+        let mut x = vec![1.0; d];
+        assert!(!st.solve(&res, &mut x));
     }
 
     #[test]

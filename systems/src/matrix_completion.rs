@@ -523,6 +523,45 @@ impl Residuals for MatrixCompletion {
         }
     }
 
+    /// Every curvature block is the same [[0, E], [Eᵀ, 0]], and J(I ⊗ C)Jᵀ has a closed form.
+    fn has_shared_block_gram(&self) -> bool {
+        true
+    }
+
+    /// Row q = (i, j) of J has Vⱼₖ at (i, k) and Uᵢₖ at (n₁ + j, k) of group k, so
+    /// (J(I ⊗ C)Jᵀ)_{q,q'} = (VVᵀ)ⱼⱼ' Cᵢᵢ' + (UVᵀ)ᵢ'ⱼ Cᵢ,ₙ₁₊ⱼ' + (UVᵀ)ᵢⱼ' Cₙ₁₊ⱼ,ᵢ'
+    /// + (UUᵀ)ᵢᵢ' Cₙ₁₊ⱼ,ₙ₁₊ⱼ': O(m² + (n₁ + n₂)²r) instead of O(m²(n₁ + n₂)r) through J.
+    fn shared_block_gram_into(&self, theta: &[f64], c: &[f64], mut out: MatMut<'_, f64>) {
+        let (n1, n2) = (self.n1, self.n2);
+        let k = n1 + n2;
+        let (u, v) = self.factors(theta);
+        let (uu, vv, uv) = (&u * u.transpose(), &v * v.transpose(), &u * v.transpose());
+        // Per column q' = (i', j'): the four factors as functions of i and of j.
+        let (mut c_ii, mut c_ij, mut uu_i, mut uv_i) =
+            (vec![0.0; n1], vec![0.0; n1], vec![0.0; n1], vec![0.0; n1]);
+        let (mut c_ji, mut c_jj, mut vv_j, mut uv_j) =
+            (vec![0.0; n2], vec![0.0; n2], vec![0.0; n2], vec![0.0; n2]);
+        for (b, &(i2, j2, _)) in self.obs.iter().enumerate() {
+            for i in 0..n1 {
+                c_ii[i] = c[i * k + i2];
+                c_ij[i] = c[i * k + n1 + j2];
+                uu_i[i] = uu[(i, i2)];
+                uv_i[i] = uv[(i, j2)];
+            }
+            for j in 0..n2 {
+                c_ji[j] = c[(n1 + j) * k + i2];
+                c_jj[j] = c[(n1 + j) * k + n1 + j2];
+                vv_j[j] = vv[(j, j2)];
+                uv_j[j] = uv[(i2, j)];
+            }
+            let mut col = out.as_mut().col_mut(b);
+            for (a, &(i, j, _)) in self.obs.iter().enumerate() {
+                col[a] =
+                    vv_j[j] * c_ii[i] + uv_j[j] * c_ij[i] + uv_i[i] * c_ji[j] + uu_i[i] * c_jj[j];
+            }
+        }
+    }
+
     /// (JJᵀ)_{q,q'} = [i = i']⟨Vⱼ, Vⱼ'⟩ + [j = j']⟨Uᵢ, Uᵢ'⟩: column q' has non-zeros only
     /// in the rows of the observations sharing its row i' (contiguous: the observations are
     /// sorted by row) or its column j'. O(m²) to clear, O(m(n₁ + n₂)) to fill.

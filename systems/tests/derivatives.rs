@@ -3,7 +3,9 @@
 
 use grokflow_engine::check_derivatives;
 use grokflow_systems::data::{gaussian_vec, rng};
-use grokflow_systems::{registry, Activation, ReluParams, System, TwoLayerNetwork};
+use grokflow_systems::{
+    registry, Activation, CompletionParams, MatrixCompletion, ReluParams, System, TwoLayerNetwork,
+};
 
 fn check(system: &dyn System, label: &str) {
     let mut points = vec![system.theta_init().to_vec()];
@@ -229,4 +231,74 @@ fn block_curvature_completes_the_gauss_newton_hessian() {
         ],
         "systems declaring curvature blocks"
     );
+}
+
+/// A loss that declares a shared curvature block has groups of one size, all its blocks
+/// equal, and forms J(I ⊗ C)Jᵀ as Σ_g J_g C J_gᵀ through its Jacobian does (C a general,
+/// non-symmetric k×k matrix).
+fn check_shared_gram(system: &dyn System, label: &str) -> bool {
+    use grokflow_engine::la::DMat;
+    let Some(res) = system.residuals() else {
+        return false;
+    };
+    if !res.has_shared_block_gram() {
+        return false;
+    }
+    let groups = res.curvature_groups().expect("a shared block needs groups");
+    let (m, d, k) = (res.count(), system.dim(), groups[0].len());
+    assert!(groups.iter().all(|g| g.len() == k), "{label}: group sizes");
+    let mut g = rng(11);
+    for point in 0..2 {
+        let theta = if point == 0 {
+            system.theta_init().to_vec()
+        } else {
+            gaussian_vec(&mut g, d, 1.0)
+        };
+        let mut blocks = vec![f64::NAN; groups.len() * k * k];
+        res.curvature_blocks_into(&theta, &mut blocks);
+        let (first, rest) = blocks.split_at(k * k);
+        assert!(
+            rest.chunks_exact(k * k).all(|b| b == first),
+            "{label}: blocks differ"
+        );
+        let c = gaussian_vec(&mut g, k * k, 1.0);
+        let mut jac = DMat::zeros(m, d);
+        res.jacobian_into(&theta, jac.as_mut());
+        let cm = DMat::from_fn(k, k, |a, b| c[a * k + b]);
+        let mut want = DMat::zeros(m, m);
+        for group in &groups {
+            let jg = DMat::from_fn(m, k, |q, a| jac[(q, group[a])]);
+            want += &jg * &cm * jg.transpose();
+        }
+        let mut got = DMat::from_fn(m, m, |_, _| f64::NAN);
+        res.shared_block_gram_into(&theta, &c, got.as_mut());
+        let rel = (&got - &want).norm_l2() / want.norm_l2();
+        assert!(
+            rel < 1e-13,
+            "{label} point {point}: J(I ⊗ C)Jᵀ off by {rel}"
+        );
+    }
+    true
+}
+
+#[test]
+fn the_shared_block_gram_matrix_is_the_one_through_the_jacobian() {
+    let mut checked = Vec::new();
+    for entry in registry() {
+        let system = (entry.cheap)(3).expect("cheap instances are valid");
+        if check_shared_gram(system.as_ref(), entry.name) {
+            checked.push(entry.name);
+        }
+    }
+    assert_eq!(checked, ["matrix-completion"], "systems sharing one block");
+    // Rectangular, with a width above the rank.
+    let rect = MatrixCompletion::generate(&CompletionParams {
+        n1: 5,
+        n2: 8,
+        width: 4,
+        seed: 2,
+        ..CompletionParams::default()
+    })
+    .unwrap();
+    assert!(check_shared_gram(&rect, "matrix-completion 5×8"));
 }
