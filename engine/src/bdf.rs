@@ -379,10 +379,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
             Linear::Dense { jac, factor } => {
                 let n = jac.nrows();
                 let jac = &*jac;
-                let f = Factorisation::build(n, factor.take().map(|(_, f)| f), |mut a| {
+                let f = Factorisation::build(n, factor.take().map(|(_, f)| f), |mut a, lower| {
                     for j in 0..n {
                         let (src, mut dst) = (jac.col(j), a.as_mut().col_mut(j));
-                        for i in 0..n {
+                        for i in if lower { j..n } else { 0..n } {
                             dst[i] = -c * src[i];
                         }
                         dst[j] += 1.0;

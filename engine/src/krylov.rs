@@ -283,10 +283,10 @@ impl MatrixFree {
                 } else {
                     (beta, alpha)
                 };
-                let f = Factorisation::build(n, recycled, |mut a| {
+                let f = Factorisation::build(n, recycled, |mut a, lower| {
                     for j in 0..n {
                         let (src, mut dst) = (gram.col(j), a.as_mut().col_mut(j));
-                        for i in 0..n {
+                        for i in if lower { j..n } else { 0..n } {
                             dst[i] = scale * src[i];
                         }
                         dst[j] += shift;

@@ -78,16 +78,18 @@ pub fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
 impl Factorisation {
     /// Factorises `a` (its lower triangle for Cholesky; all of it for the LU fallback).
     pub(crate) fn new(a: &Mat<f64>) -> Self {
-        Self::build(a.nrows(), None, |mut m| m.copy_from(a))
+        Self::build(a.nrows(), None, |mut m, _| m.copy_from(a))
     }
 
-    /// Factorises the n×n matrix that `fill` writes (every entry), in place: Cholesky,
-    /// and if that fails `fill` is called again and a partial-pivot LU is taken. The storage
-    /// of `recycled` is reused when it has the right size (no n² allocation per step).
+    /// Factorises the n×n matrix that `fill(a, lower)` writes in place: Cholesky, for which
+    /// `fill` may write the lower triangle only (`lower` true: Cholesky reads nothing else),
+    /// and if that fails `fill(a, false)` writes every entry and a partial-pivot LU is taken.
+    /// The storage of `recycled` is reused when it has the right size (no n² allocation per
+    /// step).
     pub(crate) fn build(
         n: usize,
         recycled: Option<Factorisation>,
-        fill: impl Fn(MatMut<'_, f64>),
+        fill: impl Fn(MatMut<'_, f64>, bool),
     ) -> Self {
         let mut a = match recycled {
             Some(Factorisation::Cholesky(m)) | Some(Factorisation::Lu { lu: m, .. })
@@ -97,7 +99,7 @@ impl Factorisation {
             }
             _ => Mat::zeros(n, n),
         };
-        fill(a.as_mut());
+        fill(a.as_mut(), true);
         let par = par(n);
         let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
             n,
@@ -116,7 +118,7 @@ impl Factorisation {
             return Factorisation::Cholesky(a);
         }
         count(false);
-        fill(a.as_mut());
+        fill(a.as_mut(), false);
         let mut perm = vec![0usize; n];
         let mut perm_inv = vec![0usize; n];
         let mut buf = MemBuffer::new(partial_pivoting::factor::lu_in_place_scratch::<usize, f64>(
@@ -263,5 +265,42 @@ impl diffsol_la::LinearSolver<FaerMat<f64>> for SymmetricSolver {
             .ok_or(diffsol_la::error::LinearSolverError::LinearSolverNotSetup)?;
         f.solve_in_place(x.inner_mut().as_mut(), true);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cholesky reads the lower triangle only: a strict upper triangle of NaN (what a `fill`
+    /// that writes the lower triangle leaves in recycled storage, at worst) changes nothing,
+    /// sequentially and with the parallel kernels. The LU fallback gets every entry.
+    #[test]
+    fn cholesky_reads_the_lower_triangle_only_and_lu_gets_the_full_matrix() {
+        for (n, indefinite) in [(60, false), (60, true), (PARALLEL_FROM + 10, false)] {
+            let g = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 11) as f64 / 11.0 - 0.45);
+            let mut a = &g * g.transpose();
+            for i in 0..n {
+                a[(i, i)] += if indefinite && i % 4 == 0 { -40.0 } else { 1.0 };
+            }
+            let f = Factorisation::build(n, None, |mut m, lower| {
+                for j in 0..n {
+                    for i in 0..n {
+                        m[(i, j)] = if lower && i < j { f64::NAN } else { a[(i, j)] };
+                    }
+                }
+            });
+            assert_eq!(f.is_cholesky(), !indefinite, "n = {n}");
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.3).cos()).collect();
+            let mut x = b.clone();
+            f.solve_vec(&mut x);
+            assert!(x.iter().all(|v| v.is_finite()), "n = {n}: a NaN was read");
+            let ax = &a * faer::ColRef::from_slice(&x);
+            let err = (0..n).map(|i| (ax[i] - b[i]).abs()).fold(0.0, f64::max);
+            assert!(
+                err < 1e-9,
+                "n = {n}, indefinite {indefinite}: residual {err}"
+            );
+        }
     }
 }

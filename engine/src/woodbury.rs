@@ -232,7 +232,7 @@ impl Structured {
             };
         }
         let c_ref = &cinv;
-        let kk = Factorisation::build(self.m, k_old, |mut kk| {
+        let kk = Factorisation::build(self.m, k_old, |mut kk, _| {
             res.shared_block_gram_into(theta, c_ref, kk.as_mut());
             for i in 0..kk.nrows() {
                 kk[(i, i)] += 1.0 / beta;
@@ -302,7 +302,7 @@ impl Structured {
             );
         }
         let w_ref = &w;
-        let k = Factorisation::build(m, k_old, |mut kk| {
+        let k = Factorisation::build(m, k_old, |mut kk, _| {
             matmul(
                 kk.as_mut(),
                 Accum::Replace,
@@ -327,7 +327,7 @@ impl Structured {
     /// A = αI + βJᵀJ + γR assembled from `jac` and factorised.
     fn dense(&self, jac: &DMat, alpha: f64, beta: f64, gamma: f64) -> Factorisation {
         let d = jac.ncols();
-        Factorisation::build(d, None, |mut a| {
+        Factorisation::build(d, None, |mut a, _| {
             matmul(
                 a.as_mut(),
                 Accum::Replace,

@@ -562,11 +562,10 @@ impl Residuals for MatrixCompletion {
         }
     }
 
-    /// (JJᵀ)_{q,q'} = [i = i']⟨Vⱼ, Vⱼ'⟩ + [j = j']⟨Uᵢ, Uᵢ'⟩: column q' has non-zeros only
-    /// in the rows of the observations sharing its row i' (contiguous: the observations are
-    /// sorted by row) or its column j'. O(m²) to clear, O(m(n₁ + n₂)) to fill.
+    /// (JJᵀ)_{q,q'} = [i = i'](VVᵀ)ⱼⱼ' + [j = j'](UUᵀ)ᵢᵢ': column q' has non-zeros only in
+    /// the rows of the observations sharing its row i' (contiguous: the observations are
+    /// sorted by row) or its column j'. O(m²) to clear, O((n₁² + n₂²)r + m(n₁ + n₂)) to fill.
     fn gram_into(&self, theta: &[f64], mut gram: MatMut<'_, f64>) {
-        let inner = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
         let mut row_start = vec![0usize; self.n1 + 1];
         let mut by_column: Vec<Vec<usize>> = vec![Vec::new(); self.n2];
         for (q, &(i, j, _)) in self.obs.iter().enumerate() {
@@ -576,15 +575,16 @@ impl Residuals for MatrixCompletion {
         for i in 1..=self.n1 {
             row_start[i] = row_start[i].max(row_start[i - 1]);
         }
-        gram.fill(0.0);
+        let (u, v) = self.factors(theta);
+        let (uu, vv) = (&u * u.transpose(), &v * v.transpose());
         for (b, &(i2, j2, _)) in self.obs.iter().enumerate() {
-            let (u2, v2) = (self.u_row(theta, i2), self.v_row(theta, j2));
             let mut col = gram.as_mut().col_mut(b);
+            col.fill(0.0);
             for a in row_start[i2]..row_start[i2 + 1] {
-                col[a] += inner(self.v_row(theta, self.obs[a].1), v2);
+                col[a] += vv[(self.obs[a].1, j2)];
             }
             for &a in &by_column[j2] {
-                col[a] += inner(self.u_row(theta, self.obs[a].0), u2);
+                col[a] += uu[(self.obs[a].0, i2)];
             }
         }
     }
