@@ -147,7 +147,10 @@ impl Factorisation {
         matches!(self, Factorisation::Cholesky(_))
     }
 
-    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs).
+    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), sequentially. faer's parallel triangular solves are 17%
+    /// faster at n = 3430 (3.3 against 4.0 ms) and slower below n ≈ 2500, but their results
+    /// change in the last bits with the thread count (the parallel factorisations' do not),
+    /// and a sweep's results must not.
     pub(crate) fn solve_in_place(&self, rhs: MatMut<'_, f64>, transpose: bool) {
         match self {
             Factorisation::Cholesky(l) => {
