@@ -241,7 +241,7 @@ fn fmt_count(x: f64) -> String {
 /// BENCHMARKS.md from the rows.
 pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
     let mut s = String::from("# grokflow benchmarks\n\n");
-    s += "Regenerate with `cargo run --release --bin bench` (about 40 minutes on 2 cores; `--quick` \
+    s += "Regenerate with `cargo run --release --bin bench` (about 25 minutes on 2 cores; `--quick` \
           for a few minutes, `--no-scipy` to leave scipy out). The scipy comparison runs \
           bench/scipy_bench.py and needs python3 with numpy and scipy (`pip install numpy scipy`); \
           without them it is skipped and the targets say so. Counts are stable; wall times depend on \
@@ -451,7 +451,7 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
           below that the rounding error of ∇F, multiplied by 1/λ in slow time, stalls Newton), atol = rtol/100. \
           gd iterations: what gradient descent with η = 1/L (L = ‖∇²F(θ_init)‖₂) needs to reach τ = 10. \
           diffsol's BDF is stopped at its step cap where noted. grokflow's BDF runs with its default linear solver \
-          (`auto`: structured on linear regression and the two networks, dense on matrix completion and sensing); \
+          (`auto`: structured on linear regression, matrix completion and the two networks, dense on matrix sensing); \
           its Jacobians are then evaluations of J and R's blocks (Hessian assemblies elsewhere).\n\n";
     s += "| system | d | λ | method | steps | Newton failures | Jacobians | factorisations | wall s | rel. error | gd iterations | status |\n";
     s += "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";

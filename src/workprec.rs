@@ -64,7 +64,7 @@ impl Default for WpConfig {
 }
 
 impl WpConfig {
-    /// A few minutes instead of about half an hour: two λ, two tolerances, no repeats.
+    /// A few minutes instead of about 25: two λ, two tolerances, no repeats.
     pub fn quick() -> Self {
         Self {
             lambdas: vec![1e-2, 1e-6],

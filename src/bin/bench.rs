@@ -15,7 +15,7 @@ use grokflow_plots::render;
 /// Measure grokflow's methods against each other, gradient descent and scipy's solve_ivp.
 ///
 /// The scipy comparison needs python3 with numpy and scipy (`pip install numpy scipy`);
-/// without them it is skipped and the report says so. The full run takes about half an hour
+/// without them it is skipped and the report says so. The full run takes about 25 minutes
 /// on 2 cores; --quick a few minutes.
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]
