@@ -298,7 +298,8 @@ pub fn large_d_markdown(rows: &[LargeRow]) -> String {
                 .unwrap_or_else(|| "—".into())
         );
     }
-    // The target is judged on the default (automatic) choice at the largest size.
+    // The target is judged on the matrix-free solve at the largest size: `auto`'s choice
+    // there (from d = 1000).
     if let Some(big) = rows
         .iter()
         .filter(|r| r.linear_solver == "matrix_free")

@@ -47,10 +47,10 @@ const NEWTON_RELINEARISE: usize = 1;
 /// λ the stiff (normal) directions turn with θ, so a Jacobian from the previous step fails
 /// at nearly every step, and its attempt costs Newton iterations for nothing. Measured over
 /// the 60 runs of five systems × λ ∈ {1e-2, 1e-4, 1e-6, 1e-8} × rtol ∈ {1e-4, 1e-6, 1e-8}:
-/// 2 cut the two-layer network's time by 9%, the diagonal network's and matrix sensing's
-/// by 4–5%, and matrix completion's at d = 3200 by 5–7% (fewer gradients, same steps); 5
-/// and 20 cost matrix completion 6% and 19% (Jacobians and factorisations it did not need).
-const REFRESH_AHEAD: usize = 2;
+/// 1 cut the two-layer network's time by 9%, the diagonal network's and matrix sensing's
+/// by 4–5%, and matrix completion's at d = 3200 by 5–7% (fewer gradients, same steps); 4
+/// and 19 cost matrix completion 6% and 19% (Jacobians and factorisations it did not need).
+const REFRESH_AHEAD: usize = 1;
 const MIN_FACTOR: f64 = 0.2;
 /// The matrix-free preconditioner is kept while c/c' stays within this factor.
 const MF_C_RATIO: f64 = 3.0;
@@ -338,6 +338,14 @@ impl<'f, 'a> Bdf<'f, 'a> {
         }
     }
 
+    /// The Jacobian at the step's predictor `work.y_predict`, where the step will end.
+    fn jacobian_at_predictor(&mut self) {
+        let at = std::mem::take(&mut self.work.y_predict);
+        self.evaluate_jacobian(&at);
+        self.work.y_predict = at;
+        self.jac_current = true;
+    }
+
     /// Hairer–Nørsett–Wanner's initial step for a first-order method.
     fn initial_step(&mut self, y0: &[f64], f0: &[f64]) -> f64 {
         let scale: Vec<f64> = y0.iter().map(|y| self.atol + y.abs() * self.rtol).collect();
@@ -542,15 +550,16 @@ impl<'f, 'a> Bdf<'f, 'a> {
             let mut resume = false;
             let mut relinearised = 0;
             if self.refresh_ahead > 0 && !self.jac_current {
-                let at = std::mem::take(&mut self.work.y_predict);
-                self.evaluate_jacobian(&at);
-                self.work.y_predict = at;
-                self.jac_current = true;
+                self.jacobian_at_predictor();
             }
             loop {
                 self.factorise(c, false);
                 (converged, iterations) = self.newton(c, resume);
                 if converged {
+                    break;
+                }
+                if matches!(&self.linear, Linear::Structured(st) if st.refused()) {
+                    // Only another step size can make the shared block invertible.
                     break;
                 }
                 let dense = !matches!(self.linear, Linear::MatrixFree(_));
@@ -565,12 +574,11 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     continue;
                 }
                 if !self.jac_current {
-                    // Re-evaluate the Jacobian where the step will end, not where it starts.
-                    self.refresh_ahead = REFRESH_AHEAD;
-                    let at = std::mem::take(&mut self.work.y_predict);
-                    self.evaluate_jacobian(&at);
-                    self.work.y_predict = at;
-                    self.jac_current = true;
+                    // Re-evaluate the Jacobian where the step will end, not where it starts;
+                    // the next REFRESH_AHEAD steps do so before iterating (this step's
+                    // acceptance counts one off).
+                    self.refresh_ahead = REFRESH_AHEAD + 1;
+                    self.jacobian_at_predictor();
                     resume = false;
                     continue;
                 }

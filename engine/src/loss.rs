@@ -116,7 +116,8 @@ pub trait Residuals {
     /// I ⊗ R₀ once the groups are made contiguous), and [`Residuals::shared_block_gram_into`]
     /// exploits structure. The structured solve then inverts one k×k block and never stores
     /// the m×d Jacobian: it applies J through [`Residuals::jvp_into`] and
-    /// [`Residuals::vjp_into`], which should then be structured too.
+    /// [`Residuals::vjp_into`], so it is used only with
+    /// [`Residuals::has_structured_products`] too.
     fn has_shared_block_gram(&self) -> bool {
         false
     }

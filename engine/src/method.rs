@@ -70,9 +70,9 @@ pub enum LinearSolver {
     /// structured when the loss has block-diagonal residual curvature and few enough
     /// residuals for it to pay ([`LinearCapabilities::structured_pays`]); dense otherwise.
     /// On matrix completion (one shared block) the structured solve is 1.2–1.4× faster than
-    /// dense at d = 400, as fast as matrix-free at d = 800 and 5–18% slower from d = 3200:
-    /// both factorise an m×m matrix once per linearisation, and the matrix-free solve
-    /// refactorises less often when only the step size changes.
+    /// dense at d = 400, 5–10% faster than matrix-free from d = 800 to 3200 and 9% slower at
+    /// d = 9800: both factorise an m×m matrix once per linearisation, and the matrix-free
+    /// solve refactorises less often when only the step size changes.
     #[default]
     Auto,
     /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).

@@ -38,8 +38,9 @@ pub struct SolverStats {
     /// MINRES iterations of the matrix-free Newton solve (each one Hessian-vector product).
     #[serde(default)]
     pub krylov_iterations: usize,
-    /// Factorisations of the structured solve that fell back to the assembled d×d matrix
-    /// (a block of B = αI + γR too ill-conditioned for Woodbury's identity).
+    /// Factorisations of the structured solve with a block of B = αI + γR too
+    /// ill-conditioned for Woodbury's identity: the assembled d×d matrix was factorised
+    /// instead, or (one shared block) nothing was and the step was retried smaller.
     #[serde(default)]
     pub structured_fallbacks: usize,
     /// "dense", "matrix_free" or "structured" (what [`crate::LinearSolver::Auto`] chose);

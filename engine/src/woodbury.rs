@@ -102,8 +102,11 @@ pub(crate) struct Factored {
 
 /// True when the shared-block solve applies to `res` with these groups: the loss forms
 /// J(I ⊗ C)Jᵀ itself and its groups all have one size.
+/// (Its solves go through the loss's J·v and Jᵀ·u, so those must be structured too.)
 pub(crate) fn shared_block(res: &dyn Residuals, groups: &[Vec<usize>]) -> bool {
-    res.has_shared_block_gram() && groups.iter().all(|g| g.len() == groups[0].len())
+    res.has_shared_block_gram()
+        && res.has_structured_products()
+        && groups.iter().all(|g| g.len() == groups[0].len())
 }
 
 /// The groups of `res` if they are non-empty and partition 0..d, else None.
@@ -179,6 +182,11 @@ impl Structured {
         }
         res.curvature_blocks_into(at, &mut self.blocks);
         self.factor = None;
+    }
+
+    /// True when the current factorisation was refused (its solves fail).
+    pub(crate) fn refused(&self) -> bool {
+        matches!(self.factor, Some((_, Factor::Refused)))
     }
 
     /// The c of the current factorisation.
