@@ -21,6 +21,7 @@ use crate::flow::GradientFlow;
 use crate::krylov::MatrixFree;
 use crate::la::{all_finite, DMat};
 use crate::linsolve::Factorisation;
+use crate::loss::Residuals;
 use crate::method::{LinearCapabilities, LinearSolver, Method, Options};
 use crate::observe::{notify, Control, DenseOutput, Observer, RunInfo, StepView, StopReason};
 use crate::run::{Outcome, SolverStats};
@@ -243,6 +244,13 @@ impl Linear {
     }
 }
 
+/// The residuals of a flow solved by the structured solve (chosen only for losses with them).
+fn structured_residuals<'f>(flow: &'f GradientFlow<'_>) -> &'f dyn Residuals {
+    flow.loss()
+        .residuals()
+        .expect("the structured solve is chosen only for losses with residuals")
+}
+
 enum StepResult {
     Accepted,
     Failed(String),
@@ -331,10 +339,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 *factor = None;
             }
             Linear::MatrixFree(mf) => mf.linearise(self.flow, at),
-            Linear::Structured(st) => {
-                let res = self.flow.loss().residuals();
-                st.linearise(res.expect("structured needs residuals"), at)
-            }
+            Linear::Structured(st) => st.linearise(structured_residuals(self.flow), at),
         }
     }
 
@@ -385,25 +390,15 @@ impl<'f, 'a> Bdf<'f, 'a> {
         }
         let cholesky = match &mut self.linear {
             Linear::Dense { jac, factor } => {
-                let n = jac.nrows();
-                let jac = &*jac;
-                let f = Factorisation::build(n, factor.take().map(|(_, f)| f), |mut a, lower| {
-                    for j in 0..n {
-                        let (src, mut dst) = (jac.col(j), a.as_mut().col_mut(j));
-                        for i in if lower { j..n } else { 0..n } {
-                            dst[i] = -c * src[i];
-                        }
-                        dst[j] += 1.0;
-                    }
-                });
+                let f =
+                    Factorisation::shifted(jac.as_ref(), -c, 1.0, factor.take().map(|(_, f)| f));
                 let chol = f.is_cholesky();
                 *factor = Some((c, f));
                 Some(chol)
             }
             Linear::MatrixFree(mf) => mf.precondition(self.flow, c),
             Linear::Structured(st) => {
-                let res = self.flow.loss().residuals();
-                let f = st.factorise(self.flow, res.expect("structured needs residuals"), c);
+                let f = st.factorise(self.flow, structured_residuals(self.flow), c);
                 self.stats.structured_fallbacks += usize::from(f.fallback);
                 f.factorised.then_some(f.cholesky)
             }
@@ -465,10 +460,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     stats.krylov_iterations += out.iterations;
                     out.converged
                 }
-                Linear::Structured(st) => {
-                    let res = flow.loss().residuals();
-                    st.solve(res.expect("structured needs residuals"), &mut work.dy)
-                }
+                Linear::Structured(st) => st.solve(structured_residuals(flow), &mut work.dy),
             };
             if !solved {
                 break;

@@ -276,22 +276,13 @@ impl MatrixFree {
         let (inverse, cholesky) = match (flow.loss().residuals(), &self.gram) {
             (Some(res), Some(gram)) => {
                 let beta = c * flow.rate() / res.scale();
-                let n = gram.nrows();
                 // Woodbury: S = (α/β)I + JJᵀ; directly: P = αI + βJᵀJ.
                 let (scale, shift) = if res.count() < self.theta_j.len() {
                     (1.0, alpha / beta)
                 } else {
                     (beta, alpha)
                 };
-                let f = Factorisation::build(n, recycled, |mut a, lower| {
-                    for j in 0..n {
-                        let (src, mut dst) = (gram.col(j), a.as_mut().col_mut(j));
-                        for i in if lower { j..n } else { 0..n } {
-                            dst[i] = scale * src[i];
-                        }
-                        dst[j] += shift;
-                    }
-                });
+                let f = Factorisation::shifted(gram.as_ref(), scale, shift, recycled);
                 let chol = f.is_cholesky();
                 let inverse = if res.count() < self.theta_j.len() {
                     Inverse::Woodbury { s: f }

@@ -11,7 +11,7 @@ use diffsol_la::{FaerContext, FaerMat, FaerVec, LaError, LinearOp, Matrix, Matri
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
 use faer::linalg::lu::partial_pivoting;
-use faer::{Conj, Mat, MatMut, Par};
+use faer::{Conj, Mat, MatMut, MatRef, Par};
 
 thread_local! {
     static COUNTS: Cell<FactorisationCounts> = const { Cell::new(FactorisationCounts { cholesky: 0, lu: 0 }) };
@@ -140,6 +140,26 @@ impl Factorisation {
             perm,
             perm_inv,
         }
+    }
+
+    /// Factorises scale·`src` + shift·I for a symmetric n×n `src` (only its lower triangle is
+    /// copied for the Cholesky attempt), in the storage of `recycled` when it fits.
+    pub(crate) fn shifted(
+        src: MatRef<'_, f64>,
+        scale: f64,
+        shift: f64,
+        recycled: Option<Factorisation>,
+    ) -> Self {
+        let n = src.nrows();
+        Self::build(n, recycled, |mut a, lower| {
+            for j in 0..n {
+                let (from, mut to) = (src.col(j), a.as_mut().col_mut(j));
+                for i in if lower { j..n } else { 0..n } {
+                    to[i] = scale * from[i];
+                }
+                to[j] += shift;
+            }
+        })
     }
 
     /// True for a Cholesky factorisation.

@@ -226,12 +226,15 @@ impl Structured {
             _ => (Vec::new(), None),
         };
         let k = self.groups[0].len();
-        cinv.clear();
-        cinv.extend(self.blocks[..k * k].iter().map(|r| gamma * r));
-        for i in 0..k {
-            cinv[i * k + i] += alpha;
-        }
-        if !invert_in_place(&mut cinv, k, &mut self.aug) {
+        cinv.resize(k * k, 0.0);
+        if !shifted_block_inverse(
+            &mut cinv,
+            &self.blocks[..k * k],
+            k,
+            alpha,
+            gamma,
+            &mut self.aug,
+        ) {
             self.factor = Some((c, Factor::Refused));
             return Factored {
                 cholesky: false,
@@ -273,14 +276,8 @@ impl Structured {
         for (g, group) in self.groups.iter().enumerate() {
             let k = group.len();
             let (o, n) = (self.offsets[g], k * k);
-            let b = &mut binv[o..o + n];
-            for (bi, ri) in b.iter_mut().zip(&self.blocks[o..o + n]) {
-                *bi = gamma * ri;
-            }
-            for i in 0..k {
-                b[i * k + i] += alpha;
-            }
-            if !invert_in_place(b, k, &mut self.aug) {
+            let (b, r) = (&mut binv[o..o + n], &self.blocks[o..o + n]);
+            if !shifted_block_inverse(b, r, k, alpha, gamma, &mut self.aug) {
                 invertible = false;
                 break;
             }
@@ -370,12 +367,13 @@ impl Structured {
             (Factor::Shared { cinv, k }, Jacobian::Shared { theta }) => {
                 // y = (I ⊗ C) rhs; u = K⁻¹ J y; rhs = y − (I ⊗ C) Jᵀ u.
                 let (y, z) = (&mut self.tmp_a, &mut self.tmp_b);
-                apply_shared(cinv, &self.groups, rhs, y, &mut self.tmp_d);
+                let size = self.groups[0].len();
+                apply_shared(cinv, size, &self.perm, rhs, y, &mut self.tmp_d);
                 let u = &mut self.tmp_m;
                 res.jvp_into(theta, y, u);
                 k.solve_vec(u);
                 res.vjp_into(theta, u, z);
-                apply_shared(cinv, &self.groups, z, rhs, &mut self.tmp_d);
+                apply_shared(cinv, size, &self.perm, z, rhs, &mut self.tmp_d);
                 for (r, yi) in rhs.iter_mut().zip(y.iter()) {
                     *r = yi - *r;
                 }
@@ -422,14 +420,20 @@ impl Structured {
     }
 }
 
-/// out ← (I ⊗ C) v: C (k×k, row-major) applied to v's entries of each group (all of size k),
-/// as one k×k by k×g product through the gathered `scratch` (d entries).
-fn apply_shared(c: &[f64], groups: &[Vec<usize>], v: &[f64], out: &mut [f64], scratch: &mut [f64]) {
-    let (k, g) = (groups[0].len(), groups.len());
-    for (j, group) in groups.iter().enumerate() {
-        for (a, &p) in group.iter().enumerate() {
-            scratch[j * k + a] = v[p];
-        }
+/// out ← (I ⊗ C) v: C (k×k, row-major) applied to v's entries of each group (`perm`: the
+/// groups concatenated, all of size k), as one k×k by k×g product through the gathered
+/// `scratch` (d entries).
+fn apply_shared(
+    c: &[f64],
+    k: usize,
+    perm: &[usize],
+    v: &[f64],
+    out: &mut [f64],
+    scratch: &mut [f64],
+) {
+    let g = perm.len() / k;
+    for (q, &p) in perm.iter().enumerate() {
+        scratch[q] = v[p];
     }
     // Y = C X in `out`'s storage (column-major k×g), then scattered back through `scratch`.
     matmul(
@@ -441,11 +445,28 @@ fn apply_shared(c: &[f64], groups: &[Vec<usize>], v: &[f64], out: &mut [f64], sc
         Par::Seq,
     );
     scratch.copy_from_slice(out);
-    for (j, group) in groups.iter().enumerate() {
-        for (a, &p) in group.iter().enumerate() {
-            out[p] = scratch[j * k + a];
-        }
+    for (q, &p) in perm.iter().enumerate() {
+        out[p] = scratch[q];
     }
+}
+
+/// b ← (αI + γr)⁻¹ for the k×k row-major block r (B's block of R), inverted in place with
+/// the scratch `aug`; false when [`invert_in_place`] refuses it.
+fn shifted_block_inverse(
+    b: &mut [f64],
+    r: &[f64],
+    k: usize,
+    alpha: f64,
+    gamma: f64,
+    aug: &mut Vec<f64>,
+) -> bool {
+    for (bi, ri) in b.iter_mut().zip(r) {
+        *bi = gamma * ri;
+    }
+    for i in 0..k {
+        b[i * k + i] += alpha;
+    }
+    invert_in_place(b, k, aug)
 }
 
 /// The ∞-norm (largest absolute row sum) of the k×k row-major `a`.
