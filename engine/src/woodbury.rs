@@ -39,6 +39,9 @@ use crate::loss::Residuals;
 /// factorisation to the assembled matrix.
 const MAX_BLOCK_CONDITION: f64 = 1e8;
 
+/// Blocks of B up to this size are applied by plain loops instead of faer's kernels.
+const SMALL_BLOCK: usize = 4;
+
 /// How the current factorisation solves.
 enum Factor {
     /// Woodbury: B's block inverses, W = B⁻¹Jᵀ (d×m) and K = I/β + JW factorised.
@@ -87,6 +90,11 @@ pub(crate) struct Structured {
     tmp_b: Vec<f64>,
     /// Scratch of the block inversions: [B_g | I] for the largest group.
     aug: Vec<f64>,
+    /// k when every group has k ≤ [`SMALL_BLOCK`] parameters: B is applied by
+    /// [`blocks_times`].
+    uniform_small: Option<usize>,
+    /// Scratch of the small-block solve: the right-hand side in `perm` order.
+    tmp_p: Vec<f64>,
 }
 
 /// What one factorisation was.
@@ -150,6 +158,10 @@ impl Structured {
             }
         };
         let scratch = if shared { d } else { 0 };
+        let k0 = groups.first().map_or(0, Vec::len);
+        let uniform_small = (k0 <= SMALL_BLOCK && groups.iter().all(|g| g.len() == k0))
+            .then_some(k0)
+            .filter(|_| !shared);
         Self {
             groups,
             offsets,
@@ -164,6 +176,8 @@ impl Structured {
             tmp_a: vec![0.0; scratch],
             tmp_b: vec![0.0; scratch],
             aug: Vec::new(),
+            uniform_small,
+            tmp_p: vec![0.0; if uniform_small.is_some() { d } else { 0 }],
         }
     }
 
@@ -292,19 +306,26 @@ impl Structured {
                 factorised: true,
             };
         }
-        // W = B⁻¹Jᵀ (rows in `perm` order), group by group.
-        for (g, group) in self.groups.iter().enumerate() {
-            let (k, o) = (group.len(), self.starts[g]);
-            let b =
-                MatRef::from_row_major_slice(&binv[self.offsets[g]..self.offsets[g] + k * k], k, k);
-            matmul(
-                w.as_mut().subrows_mut(o, k),
-                Accum::Replace,
-                b,
-                jt.as_ref().subrows(o, k),
-                1.0,
-                Par::Seq,
-            );
+        // W = B⁻¹Jᵀ (rows in `perm` order): column by column when the blocks are small and of
+        // one size (a kernel call per block of one or two parameters costs more than its
+        // work), else group by group.
+        if let Some(k) = self.uniform_small {
+            for j in 0..m {
+                blocks_times(k, &binv, jt.col_as_slice(j), w.col_as_slice_mut(j));
+            }
+        } else {
+            for (g, group) in self.groups.iter().enumerate() {
+                let (k, o) = (group.len(), self.starts[g]);
+                let b = &binv[self.offsets[g]..self.offsets[g] + k * k];
+                matmul(
+                    w.as_mut().subrows_mut(o, k),
+                    Accum::Replace,
+                    MatRef::from_row_major_slice(b, k, k),
+                    jt.as_ref().subrows(o, k),
+                    1.0,
+                    Par::Seq,
+                );
+            }
         }
         let w_ref = &w;
         let k = Factorisation::build(m, k_old, |mut kk, _| {
@@ -387,15 +408,23 @@ impl Structured {
                 };
                 // y = B⁻¹ rhs, in `perm` order.
                 let y = &mut self.tmp_d;
-                for (g, group) in self.groups.iter().enumerate() {
-                    let (kk, o) = (group.len(), self.starts[g]);
-                    let b = &binv[self.offsets[g]..self.offsets[g] + kk * kk];
-                    for a in 0..kk {
-                        y[o + a] = group
-                            .iter()
-                            .enumerate()
-                            .map(|(bb, &pb)| b[a * kk + bb] * rhs[pb])
-                            .sum();
+                if let Some(k) = self.uniform_small {
+                    let x = &mut self.tmp_p;
+                    for (xq, &p) in x.iter_mut().zip(&self.perm) {
+                        *xq = rhs[p];
+                    }
+                    blocks_times(k, binv, x, y);
+                } else {
+                    for (g, group) in self.groups.iter().enumerate() {
+                        let (kk, o) = (group.len(), self.starts[g]);
+                        let b = &binv[self.offsets[g]..self.offsets[g] + kk * kk];
+                        for a in 0..kk {
+                            y[o + a] = group
+                                .iter()
+                                .enumerate()
+                                .map(|(bb, &pb)| b[a * kk + bb] * rhs[pb])
+                                .sum();
+                        }
                     }
                 }
                 // u = K⁻¹ Jᵀᵀ y; y ← y − W u; rhs = y back in parameter order.
@@ -450,6 +479,32 @@ fn apply_shared(
     }
 }
 
+/// dst ← (I ⊗ B) src for the k×k row-major blocks concatenated in `blocks`, one per
+/// k entries of `src` (k ≤ [`SMALL_BLOCK`]: the loops are unrolled for each size).
+fn blocks_times(k: usize, blocks: &[f64], src: &[f64], dst: &mut [f64]) {
+    fn fixed<const K: usize>(blocks: &[f64], src: &[f64], dst: &mut [f64]) {
+        let parts = blocks
+            .chunks_exact(K * K)
+            .zip(src.chunks_exact(K).zip(dst.chunks_exact_mut(K)));
+        for (b, (x, y)) in parts {
+            for a in 0..K {
+                let mut sum = 0.0;
+                for c in 0..K {
+                    sum += b[a * K + c] * x[c];
+                }
+                y[a] = sum;
+            }
+        }
+    }
+    match k {
+        1 => fixed::<1>(blocks, src, dst),
+        2 => fixed::<2>(blocks, src, dst),
+        3 => fixed::<3>(blocks, src, dst),
+        4 => fixed::<4>(blocks, src, dst),
+        _ => unreachable!("blocks_times takes blocks of at most SMALL_BLOCK parameters"),
+    }
+}
+
 /// b ← (αI + γr)⁻¹ for the k×k row-major block r (B's block of R), inverted in place with
 /// the scratch `aug`; false when [`invert_in_place`] refuses it.
 fn shifted_block_inverse(
@@ -460,6 +515,12 @@ fn shifted_block_inverse(
     gamma: f64,
     aug: &mut Vec<f64>,
 ) -> bool {
+    if k == 1 {
+        // A 1×1 block is its own condition number: it needs only a non-zero pivot.
+        let p = alpha + gamma * r[0];
+        b[0] = 1.0 / p;
+        return p != 0.0 && b[0].is_finite();
+    }
     for (bi, ri) in b.iter_mut().zip(r) {
         *bi = gamma * ri;
     }
@@ -694,6 +755,48 @@ mod tests {
         assert!(matches!(st.factor, Some((_, Factor::Dense(_)))));
         let r = solve_and_check(&res, &mut st, abg);
         assert!(r < 1e-12, "fallback residual {r}");
+    }
+
+    #[test]
+    fn blocks_of_one_small_size_take_the_unrolled_path_and_solve_exactly() {
+        // Interleaved groups of one size k over d = 4k·… parameters: k ≤ 4 goes through
+        // blocks_times, k = 5 through faer's products; both must solve A x = b exactly.
+        for k in 1..=SMALL_BLOCK + 1 {
+            let count = 6;
+            let d = k * count;
+            let groups: Vec<Vec<usize>> = (0..count)
+                .map(|g| (0..k).map(|a| g + a * count).collect())
+                .collect();
+            let res = Fixed::new(groups, 7, d, 5 + k as u64, false);
+            let mut st = res.structured();
+            assert_eq!(st.uniform_small.is_some(), k <= SMALL_BLOCK, "k = {k}");
+            for abg in CASES {
+                let f = st.factorise_with(abg.1, abg.0, abg.1, abg.2);
+                assert!(!f.fallback && f.factorised, "k = {k}, {abg:?}");
+                let r = solve_and_check(&res, &mut st, abg);
+                assert!(r < 1e-9, "k = {k}, {abg:?}: residual {r}");
+            }
+        }
+        // A 1×1 block α + γr = 0 is refused (the dense fallback takes over), and a tiny
+        // non-zero one is kept: a scalar is perfectly conditioned.
+        let mut b = [0.0];
+        assert!(!shifted_block_inverse(
+            &mut b,
+            &[-0.5],
+            1,
+            1.0,
+            2.0,
+            &mut Vec::new()
+        ));
+        assert!(shifted_block_inverse(
+            &mut b,
+            &[-0.5 + 1e-12],
+            1,
+            1.0,
+            2.0,
+            &mut Vec::new()
+        ));
+        assert!((b[0] - 0.5e12).abs() < 1e-3 * 0.5e12, "{}", b[0]);
     }
 
     #[test]
