@@ -148,6 +148,13 @@ fn scaled_norm(x: &[f64], scale: &[f64]) -> f64 {
     (s / x.len().max(1) as f64).sqrt()
 }
 
+/// RMS norm of x⊙weight (weight = 1/scale, so that the norms of a step, several per
+/// scale, multiply instead of divide).
+fn weighted_norm(x: &[f64], weight: &[f64]) -> f64 {
+    let s: f64 = x.iter().zip(weight).map(|(a, w)| (a * w) * (a * w)).sum();
+    (s / x.len().max(1) as f64).sqrt()
+}
+
 /// The interpolant of the last step: y(s) = D₀ + Σⱼ Dⱼ Πₘ₌₀^{j−1} (s − (sₙ − m h))/((m + 1) h).
 struct Dense<'a> {
     s: f64,
@@ -187,6 +194,9 @@ struct Bdf<'f, 'a> {
     /// Steps that still take a Jacobian at their predictor before their first Newton
     /// iteration (after a stale Jacobian failed).
     refresh_ahead: usize,
+    /// The loss is a convex quadratic and the Newton systems are solved exactly (not
+    /// matrix-free): the Newton iteration's contraction rate is bounded by |1 − c/c′|.
+    rate_bound_known: bool,
     stats: SolverStats,
     work: Work,
 }
@@ -195,7 +205,8 @@ struct Bdf<'f, 'a> {
 struct Work {
     y_predict: Vec<f64>,
     psi: Vec<f64>,
-    scale: Vec<f64>,
+    /// 1/(atol + rtol|y|) at the predictor, then at the corrector.
+    weight: Vec<f64>,
     y_new: Vec<f64>,
     d: Vec<f64>,
     dy: Vec<f64>,
@@ -210,7 +221,7 @@ impl Work {
         Self {
             y_predict: v(),
             psi: v(),
-            scale: v(),
+            weight: v(),
             y_new: v(),
             d: v(),
             dy: v(),
@@ -308,6 +319,8 @@ impl<'f, 'a> Bdf<'f, 'a> {
             linear,
             jac_current: true,
             refresh_ahead: 0,
+            rate_bound_known: flow.loss().is_convex_quadratic()
+                && !matches!(chosen, LinearSolver::MatrixFree),
             h_cap: f64::INFINITY,
             stats: SolverStats {
                 method: Method::Bdf.name().into(),
@@ -384,7 +397,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 Linear::Dense { .. } | Linear::Structured(..) => (c / fc - 1.0).abs() <= 0.3,
                 Linear::MatrixFree(_) => (c / fc).max(fc / c) <= MF_C_RATIO,
             };
-            if fc == c || (!exact && tolerated) {
+            if fc == c || (!exact && tolerated && !self.rate_bound_known) {
                 return;
             }
         }
@@ -421,6 +434,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             stats,
             work,
             newton_tol,
+            rate_bound_known,
             ..
         } = self;
         // A dense factorisation may be of I − c'J with c' within 30% of c: the iteration then
@@ -436,6 +450,13 @@ impl<'f, 'a> Bdf<'f, 'a> {
             work.y_new.copy_from_slice(&work.y_predict);
             work.d.fill(0.0);
         }
+        // A convex quadratic's Jacobian is constant with eigenvalues μ ≤ 0: each iteration
+        // multiplies the error by (c − c′)μ/(1 − c′μ), at most |1 − c/c′| in magnitude.
+        let bound = if *rate_bound_known {
+            linear.prepared_c().map(|fc| (1.0 - c / fc).abs())
+        } else {
+            None
+        };
         let mut dy_norm_old: Option<f64> = None;
         let mut iterations = 0;
         let mut converged = false;
@@ -465,7 +486,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             if !solved {
                 break;
             }
-            let dy_norm = scaled_norm(&work.dy, &work.scale);
+            let dy_norm = weighted_norm(&work.dy, &work.weight);
             if !dy_norm.is_finite() {
                 break;
             }
@@ -488,9 +509,15 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 work.y_new[i] += work.dy[i];
                 work.d[i] += work.dy[i];
             }
+            // The known bound may accept the first iterate; divergence is judged on measured
+            // rates only.
+            let contraction = match (rate, bound) {
+                (Some(r), Some(b)) => Some(r.min(b)),
+                (r, b) => r.or(b),
+            };
             if noise
                 || dy_norm == 0.0
-                || rate.is_some_and(|r| r / (1.0 - r) * dy_norm < *newton_tol)
+                || contraction.is_some_and(|r| r / (1.0 - r) * dy_norm < *newton_tol)
             {
                 converged = true;
                 break;
@@ -530,11 +557,15 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 w.y_predict.copy_from_slice(&self.d[0]);
                 w.psi.fill(0.0);
                 for j in 1..=order {
-                    crate::la::axpy(1.0, &self.d[j], &mut w.y_predict);
-                    crate::la::axpy(co.gamma[j] / co.alpha[order], &self.d[j], &mut w.psi);
+                    let g = co.gamma[j] / co.alpha[order];
+                    let parts = w.y_predict.iter_mut().zip(w.psi.iter_mut());
+                    for ((yp, ps), dj) in parts.zip(&self.d[j]) {
+                        *yp += dj;
+                        *ps += g * dj;
+                    }
                 }
-                for (sc, y) in w.scale.iter_mut().zip(&w.y_predict) {
-                    *sc = self.atol + self.rtol * y.abs();
+                for (wi, y) in w.weight.iter_mut().zip(&w.y_predict) {
+                    *wi = 1.0 / (self.atol + self.rtol * y.abs());
                 }
             }
             let c = h / co.alpha[order];
@@ -607,10 +638,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 / (2.0 * NEWTON_MAXITER as f64 + iterations as f64);
             let error_norm = {
                 let w = &mut self.work;
-                for (sc, y) in w.scale.iter_mut().zip(&w.y_new) {
-                    *sc = self.atol + self.rtol * y.abs();
+                for (wi, y) in w.weight.iter_mut().zip(&w.y_new) {
+                    *wi = 1.0 / (self.atol + self.rtol * y.abs());
                 }
-                co.error_const[order] * scaled_norm(&w.d, &w.scale)
+                co.error_const[order] * weighted_norm(&w.d, &w.weight)
             };
             if error_norm.is_nan() || error_norm > 1.0 {
                 self.stats.error_test_failures += 1;
@@ -644,14 +675,14 @@ impl<'f, 'a> Bdf<'f, 'a> {
             if self.n_equal_steps < order + 1 {
                 return StepResult::Accepted;
             }
-            let scale = &self.work.scale;
+            let weight = &self.work.weight;
             let error_m_norm = if order > 1 {
-                co.error_const[order - 1] * scaled_norm(&self.d[order], scale)
+                co.error_const[order - 1] * weighted_norm(&self.d[order], weight)
             } else {
                 f64::INFINITY
             };
             let error_p_norm = if order < MAX_ORDER {
-                co.error_const[order + 1] * scaled_norm(&self.d[order + 2], scale)
+                co.error_const[order + 1] * weighted_norm(&self.d[order + 2], weight)
             } else {
                 f64::INFINITY
             };

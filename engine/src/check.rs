@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::la::{distance, matvec_into, norm};
+use crate::la::{distance, matvec_into, norm, symmetric_eigen, DMat};
 use crate::loss::Loss;
 
 /// Relative errors of a loss's derivatives at one point.
@@ -20,17 +20,23 @@ pub struct DerivativeReport {
     /// For least-squares losses: the largest of the relative errors of F = ‖r‖²/(2c),
     /// ∇F = Jᵀr/c, and J against central differences of r.
     pub residuals: Option<f64>,
+    /// For a loss that declares itself a convex quadratic ([`Loss::is_convex_quadratic`]):
+    /// the larger of ‖H(θ) − H(θ + v)‖_F and the most negative eigenvalue of H(θ) (0 if
+    /// none), over max(‖H‖_F, `scale`). A declaration that does not hold shows here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convex_quadratic: Option<f64>,
     /// The difference step used, relative to max(1, |θᵢ|).
     pub step: f64,
 }
 
 impl DerivativeReport {
-    /// The largest of the four relative errors.
+    /// The largest of the four relative errors and of the convex-quadratic defect.
     pub fn worst(&self) -> f64 {
         self.gradient
             .max(self.hessian)
             .max(self.asymmetry)
             .max(self.hvp)
+            .max(self.convex_quadratic.unwrap_or(0.0))
     }
 }
 
@@ -93,8 +99,22 @@ pub fn check_derivatives(loss: &dyn Loss, theta: &[f64], scale: f64) -> Derivati
         residuals: loss
             .residuals()
             .map(|res| check_residuals(loss, res, theta, h, &g, scale)),
+        convex_quadratic: loss
+            .is_convex_quadratic()
+            .then(|| check_convex_quadratic(loss, theta, &hess, &v) / hnorm.max(scale)),
         step: h,
     }
+}
+
+/// max(‖H(θ) − H(θ + v)‖_F, −λ_min(H(θ))) for the Hessian `hess` at θ.
+fn check_convex_quadratic(loss: &dyn Loss, theta: &[f64], hess: &DMat, v: &[f64]) -> f64 {
+    let moved: Vec<f64> = theta.iter().zip(v).map(|(t, vi)| t + vi).collect();
+    let change = (hess - loss.hessian(&moved)).norm_l2();
+    let lowest = match symmetric_eigen(hess.as_ref()) {
+        Ok((values, _)) => values.first().map_or(0.0, |&l| (-l).max(0.0)),
+        Err(_) => f64::INFINITY,
+    };
+    change.max(lowest)
 }
 
 fn check_residuals(

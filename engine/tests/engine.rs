@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{DoubleWell, Quadratic};
+use common::{DeclaredConvexQuadratic, DoubleWell, Quadratic};
 use grokflow_engine::la::{distance, MatMut};
 use grokflow_engine::{
     check_derivatives, grokking_times, integrate, log_time_grid, phi, BlowUpGuard, Control,
@@ -112,6 +112,58 @@ fn matrix_free_bdf_handles_indefinite_newton_matrices() {
     assert_eq!(out.theta_final[0], 0.0);
     let exact_y = (-300.0f64).exp();
     assert!((out.theta_final[1] - exact_y).abs() < 1e-11);
+}
+
+#[test]
+fn a_declared_convex_quadratic_takes_one_newton_iteration_per_attempt() {
+    // With the contraction bound |1 − c/c′| known and the Newton matrix refactorised at
+    // each step's own c, every corrector converges in one iteration: one gradient per step
+    // attempt (plus two for the initial step size), as accurate as the measured-rate test.
+    for linear_solver in [LinearSolver::Dense, LinearSolver::MatrixFree] {
+        for lambda in [1e-2, 1e-7] {
+            let (q, declared) = (quadratic(), DeclaredConvexQuadratic(quadratic()));
+            let run = |loss: &dyn Loss| {
+                let flow = GradientFlow::regularised(loss, lambda, TimeScale::Slow).unwrap();
+                let o = Options {
+                    linear_solver,
+                    ..opts(1e-9, 5.0)
+                };
+                integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap()
+            };
+            let (plain, fast) = (run(&q), run(&declared));
+            let exact = q.exact(&THETA0, lambda, 5.0 / lambda);
+            let (e_plain, e_fast) = (
+                distance(&plain.theta_final, &exact),
+                distance(&fast.theta_final, &exact),
+            );
+            let s = &fast.stats;
+            eprintln!(
+                "{linear_solver:?} λ={lambda:e}: errors {e_plain:.2e} → {e_fast:.2e}, \
+                 gradients {} → {}, steps {} → {}",
+                plain.stats.rhs_evals, s.rhs_evals, plain.stats.steps, s.steps
+            );
+            assert_eq!(fast.stop, StopReason::Finished);
+            assert!(
+                e_fast < 1e-6,
+                "{linear_solver:?} λ={lambda}: error {e_fast}"
+            );
+            let attempts = s.steps + s.error_test_failures + s.nonlinear_failures;
+            if linear_solver == LinearSolver::MatrixFree {
+                // Krylov solves are inexact: the bound is not used, nothing changes.
+                assert_eq!(s.rhs_evals, plain.stats.rhs_evals);
+                continue;
+            }
+            assert_eq!(s.nonlinear_failures, 0, "{s:?}");
+            assert_eq!(s.nonlinear_iterations, attempts, "{s:?}");
+            assert_eq!(s.rhs_evals, attempts + 2, "{s:?}");
+            assert!(
+                (s.rhs_evals as f64) < 0.7 * plain.stats.rhs_evals as f64,
+                "{} gradients against {}",
+                s.rhs_evals,
+                plain.stats.rhs_evals
+            );
+        }
+    }
 }
 
 #[test]
@@ -473,4 +525,23 @@ fn derivative_check_passes_good_and_fails_wrong_derivatives() {
     let bad = check_derivatives(&WrongGradient(quadratic()), &THETA0, 1e-8);
     assert!(bad.gradient > 1e-3, "{bad:?}");
     assert!(bad.hessian > 1e-3, "{bad:?}");
+    // The convex-quadratic declaration is checked too: true for the quadratic, false for
+    // an indefinite quadratic and for the double well (its Hessian moves with θ).
+    assert_eq!(good.convex_quadratic, None);
+    let declared = check_derivatives(&DeclaredConvexQuadratic(quadratic()), &THETA0, 1e-8);
+    assert_eq!(declared.convex_quadratic, Some(0.0), "{declared:?}");
+    assert!(declared.worst() < 1e-8, "{declared:?}");
+    let saddle = Quadratic {
+        a: vec![30.0, -4.0, 0.5],
+        b: vec![1.0, 0.0, 0.0],
+    };
+    let indefinite = check_derivatives(&DeclaredConvexQuadratic(saddle), &[0.1, 0.2, 0.3], 1e-8);
+    let defect = indefinite.convex_quadratic.unwrap();
+    assert!(
+        (defect - 4.0 / 30.0f64.hypot(4.0).hypot(0.5)).abs() < 1e-12,
+        "{indefinite:?}"
+    );
+    let well = check_derivatives(&DeclaredConvexQuadratic(DoubleWell), &[1.5], 1e-8);
+    assert!(well.convex_quadratic.unwrap() > 0.5, "{well:?}");
+    assert!(well.worst() > 0.5);
 }

@@ -317,6 +317,11 @@ impl Loss for LinearRegression {
         Some(self)
     }
 
+    /// ∇²F = XᵀX/n at every θ: positive semidefinite.
+    fn is_convex_quadratic(&self) -> bool {
+        true
+    }
+
     /// ∇²F·v = Xᵀ(Xv)/n.
     fn hvp_into(&self, _theta: &[f64], v: &[f64], out: &mut [f64]) {
         with_buf(self.n(), |xv| {

@@ -3,8 +3,8 @@
 
 use grokflow_engine::la::distance;
 use grokflow_engine::{
-    check_derivatives, integrate, log_time_grid, phi, GradientFlow, Loss, Method, Options,
-    PhiOptions, Recorder, StopReason, TimeScale,
+    check_derivatives, integrate, log_time_grid, phi, GradientFlow, LinearSolver, Loss, Method,
+    Options, PhiOptions, Recorder, StopReason, TimeScale,
 };
 use grokflow_systems::{LinearParams, LinearRegression};
 
@@ -23,6 +23,8 @@ fn derivatives_match_finite_differences_at_random_points() {
         assert!(rep.hessian < 1e-7, "{rep:?}");
         assert!(rep.asymmetry < 1e-14, "{rep:?}");
         assert!(rep.hvp < 1e-12, "{rep:?}");
+        // It declares itself a convex quadratic, and is one.
+        assert!(rep.convex_quadratic.unwrap() < 1e-14, "{rep:?}");
     }
 }
 
@@ -67,6 +69,42 @@ fn slow_time_flow_matches_the_exact_flow_for_every_lambda() {
                 "{} at λ = {lambda}: error {err}",
                 method.name()
             );
+        }
+    }
+}
+
+#[test]
+fn each_bdf_step_attempt_costs_one_gradient_with_either_direct_solve() {
+    // A convex quadratic: Newton matrices at each step's own c are exact, so one iteration
+    // solves each corrector (structured: Woodbury through the 20×20 matrix; dense: d = 200).
+    let lr = instance();
+    for lambda in [1e-2, 1e-8] {
+        let flow = GradientFlow::regularised(&lr, lambda, TimeScale::Slow).unwrap();
+        let mut ends = Vec::new();
+        for linear_solver in [LinearSolver::Structured, LinearSolver::Dense] {
+            let opts = Options {
+                rtol: 1e-8,
+                atol: 1e-10,
+                s_end: 10.0,
+                max_steps: 100_000,
+                linear_solver,
+            };
+            let out = integrate(&flow, lr.theta_init(), Method::Bdf, &opts, &mut []).unwrap();
+            let s = &out.stats;
+            assert_eq!(out.stop, StopReason::Finished);
+            assert_eq!(s.linear_solver, linear_solver.name());
+            let attempts = s.steps + s.error_test_failures + s.nonlinear_failures;
+            assert_eq!(s.nonlinear_iterations, attempts, "{lambda:e}: {s:?}");
+            assert_eq!(s.rhs_evals, attempts + 2, "{lambda:e}: {s:?}");
+            ends.push(out.theta_final);
+        }
+        let exact = lr
+            .truth()
+            .unwrap()
+            .exact_flow(lr.theta_init(), lambda, 10.0 / lambda);
+        for end in &ends {
+            let err = distance(end, &exact) / grokflow_engine::la::norm(&exact);
+            assert!(err < 1e-7, "λ = {lambda:e}: error {err}");
         }
     }
 }

@@ -86,3 +86,28 @@ impl Loss for DoubleWell {
         h[(0, 0)] = -1.0 + 3.0 * th[0] * th[0];
     }
 }
+
+/// A loss that declares itself a convex quadratic ([`Loss::is_convex_quadratic`]), rightly
+/// or not: everything else is the wrapped loss's.
+pub struct DeclaredConvexQuadratic<L>(pub L);
+
+impl<L: Loss> Loss for DeclaredConvexQuadratic<L> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn value(&self, th: &[f64]) -> f64 {
+        self.0.value(th)
+    }
+    fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
+        self.0.gradient_into(th, g)
+    }
+    fn hessian_into(&self, th: &[f64], h: MatMut<'_, f64>) {
+        self.0.hessian_into(th, h)
+    }
+    fn is_convex_quadratic(&self) -> bool {
+        true
+    }
+}
