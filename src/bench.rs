@@ -451,8 +451,8 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
           below that the rounding error of ∇F, multiplied by 1/λ in slow time, stalls Newton), atol = rtol/100. \
           gd iterations: what gradient descent with η = 1/L (L = ‖∇²F(θ_init)‖₂) needs to reach τ = 10. \
           diffsol's BDF is stopped at its step cap where noted. grokflow's BDF runs with its default linear solver \
-          (`auto`: structured on linear regression, matrix completion and the two networks, dense on matrix sensing); \
-          its Jacobians are then evaluations of J and R's blocks (Hessian assemblies elsewhere).\n\n";
+          (`auto`: the structured solve on every system at these sizes); \
+          its Jacobians are then evaluations of J and R's blocks.\n\n";
     s += "| system | d | λ | method | steps | Newton failures | Jacobians | factorisations | wall s | rel. error | gd iterations | status |\n";
     s += "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
     for r in rows {
