@@ -108,8 +108,8 @@ pub enum MethodArg {
 pub enum LinearSolverArg {
     /// Matrix-free from 1000 parameters for losses with structured residual products and
     /// fewer residuals than parameters (matrix completion); else structured where its
-    /// factorisation costs less than the dense one (every built-in system below 1000
-    /// parameters); dense otherwise.
+    /// factorisation costs less than the dense one (the default instances of every built-in
+    /// system below 1000 parameters); dense otherwise.
     Auto,
     /// Assemble the Hessian and factorise (Cholesky, LU fallback): best for small d.
     Dense,

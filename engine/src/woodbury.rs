@@ -25,7 +25,10 @@
 //! residuals are large and γR can cancel αI). A block whose condition number exceeds
 //! [`MAX_BLOCK_CONDITION`] sends that factorisation to the dense path: A assembled from J and
 //! R (no Hessian evaluation) and factorised as the dense solver does. Either way the Newton
-//! iteration judges the corrections, so a loose solve costs iterations, never accuracy.
+//! iteration judges the corrections, so a loose solve costs iterations, never accuracy. The
+//! exception is a loss declared a convex quadratic, whose corrector is accepted after one
+//! solve: with affine residuals (linear regression) R = 0 and B = αI, and the identity loses
+//! nothing to B.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Par};
@@ -161,7 +164,7 @@ impl Structured {
         let k0 = groups.first().map_or(0, Vec::len);
         let uniform_small = (k0 <= SMALL_BLOCK && groups.iter().all(|g| g.len() == k0))
             .then_some(k0)
-            .filter(|_| !shared);
+            .filter(|&k| k > 0 && !shared);
         Self {
             groups,
             offsets,
@@ -519,7 +522,7 @@ fn shifted_block_inverse(
         // A 1×1 block is its own condition number: it needs only a non-zero pivot.
         let p = alpha + gamma * r[0];
         b[0] = 1.0 / p;
-        return p != 0.0 && b[0].is_finite();
+        return p.is_finite() && p != 0.0 && b[0].is_finite();
     }
     for (bi, ri) in b.iter_mut().zip(r) {
         *bi = gamma * ri;
@@ -759,7 +762,7 @@ mod tests {
 
     #[test]
     fn blocks_of_one_small_size_take_the_unrolled_path_and_solve_exactly() {
-        // Interleaved groups of one size k over d = 4k·… parameters: k ≤ 4 goes through
+        // Six interleaved groups of one size k (d = 6k): k ≤ 4 goes through
         // blocks_times, k = 5 through faer's products; both must solve A x = b exactly.
         for k in 1..=SMALL_BLOCK + 1 {
             let count = 6;

@@ -115,10 +115,11 @@ fn matrix_free_bdf_handles_indefinite_newton_matrices() {
 }
 
 #[test]
-fn a_declared_convex_quadratic_takes_one_newton_iteration_per_attempt() {
-    // With the contraction bound |1 − c/c′| known and the Newton matrix refactorised at
-    // each step's own c, every corrector converges in one iteration: one gradient per step
-    // attempt (plus two for the initial step size), as accurate as the measured-rate test.
+fn a_declared_convex_quadratic_converges_on_its_contraction_bound() {
+    // With the contraction bound |1 − c/c′| known (c′ within 30% of c, the dense
+    // factorisation kept), a corrector can be accepted after its first iteration: fewer
+    // gradients than with measured rates (which need two iterations), as accurate. The
+    // structured solve's one iteration per attempt is tested on linear regression.
     for linear_solver in [LinearSolver::Dense, LinearSolver::MatrixFree] {
         for lambda in [1e-2, 1e-7] {
             let (q, declared) = (quadratic(), DeclaredConvexQuadratic(quadratic()));
@@ -144,8 +145,8 @@ fn a_declared_convex_quadratic_takes_one_newton_iteration_per_attempt() {
             );
             assert_eq!(fast.stop, StopReason::Finished);
             assert!(
-                e_fast < 1e-6,
-                "{linear_solver:?} λ={lambda}: error {e_fast}"
+                e_fast < 1e-6 && e_fast <= 4.0 * e_plain + 1e-12,
+                "{linear_solver:?} λ={lambda}: error {e_fast} (measured rates: {e_plain})"
             );
             let attempts = s.steps + s.error_test_failures + s.nonlinear_failures;
             if linear_solver == LinearSolver::MatrixFree {
@@ -154,10 +155,13 @@ fn a_declared_convex_quadratic_takes_one_newton_iteration_per_attempt() {
                 continue;
             }
             assert_eq!(s.nonlinear_failures, 0, "{s:?}");
-            assert_eq!(s.nonlinear_iterations, attempts, "{s:?}");
-            assert_eq!(s.rhs_evals, attempts + 2, "{s:?}");
+            // Two iterations per attempt or more without the bound; with it, the attempts
+            // right after a refactorisation (c′ = c) take one, 5% of them or more here.
+            let plain_attempts = plain.stats.steps + plain.stats.error_test_failures;
+            assert!(plain.stats.nonlinear_iterations >= 2 * plain_attempts);
+            assert!(20 * s.nonlinear_iterations <= 39 * attempts, "{s:?}");
             assert!(
-                (s.rhs_evals as f64) < 0.7 * plain.stats.rhs_evals as f64,
+                (s.rhs_evals as f64) < 0.9 * plain.stats.rhs_evals as f64,
                 "{} gradients against {}",
                 s.rhs_evals,
                 plain.stats.rhs_evals

@@ -74,9 +74,11 @@ fn slow_time_flow_matches_the_exact_flow_for_every_lambda() {
 }
 
 #[test]
-fn each_bdf_step_attempt_costs_one_gradient_with_either_direct_solve() {
-    // A convex quadratic: Newton matrices at each step's own c are exact, so one iteration
-    // solves each corrector (structured: Woodbury through the 20×20 matrix; dense: d = 200).
+fn each_structured_bdf_step_attempt_costs_one_gradient() {
+    // A convex quadratic: with the structured solve (Woodbury through the 20×20 matrix) the
+    // Newton matrix is refactorised at each step's own c, so one iteration solves each
+    // corrector. The dense solve keeps its factorisation within 30% of c and accepts a
+    // corrector after one iteration only where the contraction bound allows.
     let lr = instance();
     for lambda in [1e-2, 1e-8] {
         let flow = GradientFlow::regularised(&lr, lambda, TimeScale::Slow).unwrap();
@@ -94,8 +96,12 @@ fn each_bdf_step_attempt_costs_one_gradient_with_either_direct_solve() {
             assert_eq!(out.stop, StopReason::Finished);
             assert_eq!(s.linear_solver, linear_solver.name());
             let attempts = s.steps + s.error_test_failures + s.nonlinear_failures;
-            assert_eq!(s.nonlinear_iterations, attempts, "{lambda:e}: {s:?}");
-            assert_eq!(s.rhs_evals, attempts + 2, "{lambda:e}: {s:?}");
+            if linear_solver == LinearSolver::Structured {
+                assert_eq!(s.nonlinear_iterations, attempts, "{lambda:e}: {s:?}");
+                assert_eq!(s.rhs_evals, attempts + 2, "{lambda:e}: {s:?}");
+            } else {
+                assert!(s.nonlinear_iterations < 2 * attempts, "{lambda:e}: {s:?}");
+            }
             ends.push(out.theta_final);
         }
         let exact = lr

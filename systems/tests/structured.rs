@@ -45,12 +45,22 @@ fn the_structured_solve_follows_the_dense_one() {
                 st.stats.lu_factorisations,
                 dense.stats.lu_factorisations
             );
-            assert!(gap < 1e-9, "{} λ={lambda}: gap {gap}", entry.name);
+            // Same Newton policy, so the same steps and end states to rounding; except for a
+            // declared convex quadratic (linear regression), where the structured solve
+            // refactorises at every c and the dense one keeps its factorisation within 30%:
+            // two step sequences, each within the tolerance (both are checked against the
+            // closed form in linear.rs).
+            let (gap_max, steps_rel) = if system.is_convex_quadratic() {
+                (1e-7, 0.15)
+            } else {
+                (1e-9, 0.05)
+            };
+            assert!(gap < gap_max, "{} λ={lambda}: gap {gap}", entry.name);
             // Every factorisation went through Woodbury's identity, not the fallback.
             assert_eq!(st.stats.structured_fallbacks, 0, "{}", entry.name);
             let (a, b) = (st.stats.steps as f64, dense.stats.steps as f64);
             assert!(
-                (a - b).abs() <= 0.05 * b,
+                (a - b).abs() <= steps_rel * b,
                 "{}: {a} steps against {b}",
                 entry.name
             );
