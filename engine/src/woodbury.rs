@@ -780,9 +780,18 @@ mod tests {
                 assert!(r < 1e-9, "k = {k}, {abg:?}: residual {r}");
             }
         }
-        // A 1×1 block α + γr = 0 is refused (the dense fallback takes over), and a tiny
-        // non-zero one is kept: a scalar is perfectly conditioned.
+        // A 1×1 block α + γr = 0 or infinite is refused (the dense fallback takes over), and a
+        // tiny non-zero one is kept: a scalar is perfectly conditioned.
         let mut b = [0.0];
+        let mut aug = Vec::new();
+        assert!(!shifted_block_inverse(
+            &mut b,
+            &[f64::INFINITY],
+            1,
+            1.0,
+            2.0,
+            &mut aug
+        ));
         assert!(!shifted_block_inverse(
             &mut b,
             &[-0.5],
@@ -800,6 +809,41 @@ mod tests {
             &mut Vec::new()
         ));
         assert!((b[0] - 0.5e12).abs() < 1e-3 * 0.5e12, "{}", b[0]);
+    }
+
+    #[test]
+    fn affine_residuals_at_a_very_stiff_step_are_solved_to_the_spectral_solution() {
+        // R = 0 (γ = 0: B = αI, linear regression) and β up to 1e12, as at λ = 1e-8: the
+        // corrector of a convex quadratic is accepted after this one solve, so x itself must
+        // be accurate. Reference: A⁻¹b = b/α + Σᵢ vᵢ(1/(α + βσᵢ²) − 1/α)vᵢᵀb from the
+        // eigenvectors of JJᵀ = UΣ²Uᵀ (vᵢ = Jᵀuᵢ/σᵢ), exact to rounding whatever β. A
+        // Cholesky solve of the assembled A is not: its error grows like β (1.7e-8 at 1e9).
+        let groups: Vec<Vec<usize>> = (0..30).map(|g| vec![g]).collect();
+        let (m, d) = (8, 30);
+        let res = Fixed::new(groups, m, d, 17, false);
+        let gram = &res.jac * res.jac.transpose();
+        let (sigma2, u) = crate::la::symmetric_eigen(gram.as_ref()).unwrap();
+        let mut st = res.structured();
+        for beta in [1e2, 1e6, 1e9, 1e12] {
+            let alpha = 1.0 + 1e-8 * beta;
+            st.factorise_with(beta, alpha, beta, 0.0);
+            let b: Vec<f64> = (0..d).map(|i| (i as f64 * 0.7).sin()).collect();
+            let mut x = b.clone();
+            assert!(st.solve(&res, &mut x));
+            let mut want: Vec<f64> = b.iter().map(|bi| bi / alpha).collect();
+            for (i, &s2) in sigma2.iter().enumerate() {
+                let v: Vec<f64> = (0..d)
+                    .map(|p| (0..m).map(|r| res.jac[(r, p)] * u[(r, i)]).sum::<f64>() / s2.sqrt())
+                    .collect();
+                let w = (1.0 / (alpha + beta * s2) - 1.0 / alpha) * crate::la::dot(&v, &b);
+                crate::la::axpy(w, &v, &mut want);
+            }
+            let gap = crate::la::distance(&x, &want) / crate::la::norm(&want);
+            assert!(
+                gap < 1e-12,
+                "β = {beta:e}: Woodbury against the spectral solution {gap:e}"
+            );
+        }
     }
 
     #[test]

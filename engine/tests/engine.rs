@@ -155,8 +155,9 @@ fn a_declared_convex_quadratic_converges_on_its_contraction_bound() {
                 continue;
             }
             assert_eq!(s.nonlinear_failures, 0, "{s:?}");
-            // Two iterations per attempt or more without the bound; with it, the attempts
-            // right after a refactorisation (c′ = c) take one, 5% of them or more here.
+            // Two iterations per attempt or more without the bound; with it, an attempt takes
+            // one where b/(1 − b)·‖dy‖ is small enough (always right after a refactorisation,
+            // c′ = c): 5% of them or more here.
             let plain_attempts = plain.stats.steps + plain.stats.error_test_failures;
             assert!(plain.stats.nonlinear_iterations >= 2 * plain_attempts);
             assert!(20 * s.nonlinear_iterations <= 39 * attempts, "{s:?}");
