@@ -142,7 +142,8 @@ fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64, tmp: &mut [Vec<f64>])
     }
 }
 
-/// RMS norm of x/scale.
+/// RMS norm of x/scale (the initial step size only: the same norm with the division, whose
+/// last bits the step sequence of every run depends on).
 fn scaled_norm(x: &[f64], scale: &[f64]) -> f64 {
     let s: f64 = x.iter().zip(scale).map(|(a, b)| (a / b) * (a / b)).sum();
     (s / x.len().max(1) as f64).sqrt()
@@ -308,8 +309,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 factor: None,
             },
         };
-        let refactorise_exactly =
-            flow.loss().is_convex_quadratic() && matches!(linear, Linear::Structured(_));
+        // A convex quadratic's contraction bound needs exact solves (not Krylov ones).
+        let convex = flow.loss().is_convex_quadratic();
+        let rate_bound_known = convex && !matches!(linear, Linear::MatrixFree(_));
+        let refactorise_exactly = convex && matches!(linear, Linear::Structured(_));
         let mut b = Self {
             flow,
             rtol: opts.rtol,
@@ -324,8 +327,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
             linear,
             jac_current: true,
             refresh_ahead: 0,
-            rate_bound_known: flow.loss().is_convex_quadratic()
-                && !matches!(chosen, LinearSolver::MatrixFree),
+            rate_bound_known,
             refactorise_exactly,
             h_cap: f64::INFINITY,
             stats: SolverStats {

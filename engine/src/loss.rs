@@ -41,9 +41,8 @@ pub trait Loss: Send + Sync {
     /// ≤ 0, so a Newton iteration whose matrix is I − c′J for the step's I − cJ contracts at
     /// most by |1 − c/c′| per iteration (zero when c′ = c), and grokflow's BDF accepts its
     /// corrector on that bound (with the structured solve, which then refactorises at every
-    /// c, always after one iteration). The default is false; say true
-    /// only when it holds exactly (a wrong true gives steps whose Newton error is not
-    /// controlled).
+    /// c, always after one iteration). The default is false; say true only when it holds
+    /// exactly (a wrong true gives steps whose Newton error is not controlled).
     fn is_convex_quadratic(&self) -> bool {
         false
     }

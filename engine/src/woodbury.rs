@@ -96,7 +96,7 @@ pub(crate) struct Structured {
     /// k when every group has k ≤ [`SMALL_BLOCK`] parameters: B is applied by
     /// [`blocks_times`].
     uniform_small: Option<usize>,
-    /// Scratch of the small-block solve: the right-hand side in `perm` order.
+    /// Scratch of the stored-J solve: the right-hand side in `perm` order (d entries).
     tmp_p: Vec<f64>,
 }
 
@@ -115,9 +115,13 @@ pub(crate) struct Factored {
 /// J(I ⊗ C)Jᵀ itself and its groups all have one size.
 /// (Its solves go through the loss's J·v and Jᵀ·u, so those must be structured too.)
 pub(crate) fn shared_block(res: &dyn Residuals, groups: &[Vec<usize>]) -> bool {
-    res.has_shared_block_gram()
-        && res.has_structured_products()
-        && groups.iter().all(|g| g.len() == groups[0].len())
+    res.has_shared_block_gram() && res.has_structured_products() && uniform_size(groups).is_some()
+}
+
+/// The size every group has, if they all have one (None for no groups).
+fn uniform_size(groups: &[Vec<usize>]) -> Option<usize> {
+    let k = groups.first()?.len();
+    groups.iter().all(|g| g.len() == k).then_some(k)
 }
 
 /// The groups of `res` if they are non-empty and partition 0..d, else None.
@@ -161,10 +165,7 @@ impl Structured {
             }
         };
         let scratch = if shared { d } else { 0 };
-        let k0 = groups.first().map_or(0, Vec::len);
-        let uniform_small = (k0 <= SMALL_BLOCK && groups.iter().all(|g| g.len() == k0))
-            .then_some(k0)
-            .filter(|&k| k > 0 && !shared);
+        let uniform_small = uniform_size(&groups).filter(|&k| k > 0 && k <= SMALL_BLOCK && !shared);
         Self {
             groups,
             offsets,
@@ -180,7 +181,7 @@ impl Structured {
             tmp_b: vec![0.0; scratch],
             aug: Vec::new(),
             uniform_small,
-            tmp_p: vec![0.0; if uniform_small.is_some() { d } else { 0 }],
+            tmp_p: vec![0.0; if shared { 0 } else { d }],
         }
     }
 
@@ -409,23 +410,23 @@ impl Structured {
                 let Jacobian::Stored { jt, .. } = &self.jacobian else {
                     unreachable!("a Woodbury factorisation comes with the stored Jacobian")
                 };
-                // y = B⁻¹ rhs, in `perm` order.
-                let y = &mut self.tmp_d;
+                // y = B⁻¹ rhs, in `perm` order (rhs gathered into it first).
+                let (x, y) = (&mut self.tmp_p, &mut self.tmp_d);
+                for (xq, &p) in x.iter_mut().zip(&self.perm) {
+                    *xq = rhs[p];
+                }
                 if let Some(k) = self.uniform_small {
-                    let x = &mut self.tmp_p;
-                    for (xq, &p) in x.iter_mut().zip(&self.perm) {
-                        *xq = rhs[p];
-                    }
                     blocks_times(k, binv, x, y);
                 } else {
                     for (g, group) in self.groups.iter().enumerate() {
                         let (kk, o) = (group.len(), self.starts[g]);
                         let b = &binv[self.offsets[g]..self.offsets[g] + kk * kk];
-                        for a in 0..kk {
-                            y[o + a] = group
+                        let xg = &x[o..o + kk];
+                        for (a, ya) in y[o..o + kk].iter_mut().enumerate() {
+                            *ya = b[a * kk..(a + 1) * kk]
                                 .iter()
-                                .enumerate()
-                                .map(|(bb, &pb)| b[a * kk + bb] * rhs[pb])
+                                .zip(xg)
+                                .map(|(p, q)| p * q)
                                 .sum();
                         }
                     }
