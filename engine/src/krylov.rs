@@ -24,18 +24,22 @@ use crate::flow::GradientFlow;
 use crate::la::{dot, matvec_into, DMat};
 use crate::linsolve::Factorisation;
 
-/// The relative residual ‖b − Ax‖_{P⁻¹}/‖b‖_{P⁻¹} at which MINRES stops, for a Newton
-/// iteration that stops at `newton_tol`: min(0.1, 1e-5/newton_tol), an inexact Newton
-/// iteration whose forcing term tightens as the Newton tolerance loosens. At tight
-/// tolerances Newton iterates until its own corrections are small and a forcing term of 0.1
-/// is enough: on matrix completion at λ = 1e-6, rtol 1e-8 (newton_tol 1e-4), against 1e-4
-/// the same steps and Newton iterations within 3%, end states 1e-9 from the dense solve's,
-/// 2.5× fewer MINRES iterations (d = 800: 0.36 s → 0.22 s; d = 9800: 102 s → 77 s). At loose
-/// tolerances Newton stops after a few corrections and the solves' error stays in the step:
-/// at λ = 1e-8, rtol 1e-4 (newton_tol 0.01) the end state was 2.1e-3 from the rtol 1e-8 run
-/// with 0.1, 1.1e-3 with 1e-2 and 8.9e-5 with 1e-3 (the dense solve: 1.5e-5).
-pub(crate) fn krylov_rtol(newton_tol: f64) -> f64 {
-    (1e-5 / newton_tol).min(0.1)
+/// The relative residual ‖b − Ax‖_{P⁻¹}/‖b‖_{P⁻¹} at which MINRES stops, for a BDF run at
+/// `rtol`: min(0.1, 1e-5/t) with t = max(10ε/rtol, min(0.03, √rtol)), the Newton tolerance
+/// this forcing term was measured with (the BDF's own is looser at rtol < 1e-4 since, and
+/// keyed on it the forcing term tightened to 1e-3 at rtol 1e-8, which cost matrix completion
+/// at d = 400 17% more time for the same error). An inexact Newton iteration whose forcing
+/// term tightens as the tolerance loosens. At tight tolerances Newton iterates until its own
+/// corrections are small and a forcing term of 0.1 is enough: on matrix completion at
+/// λ = 1e-6, rtol 1e-8, against 1e-4 the same steps and Newton iterations within 3%, end
+/// states 1e-9 from the dense solve's, 2.5× fewer MINRES iterations (d = 800: 0.36 s →
+/// 0.22 s; d = 9800: 102 s → 77 s). At loose tolerances Newton stops after a few
+/// corrections and the solves' error stays in the step: at λ = 1e-8, rtol 1e-4 (t = 0.01)
+/// the end state was 2.1e-3 from the rtol 1e-8 run with 0.1, 1.1e-3 with 1e-2 and 8.9e-5
+/// with 1e-3 (the dense solve: 1.5e-5).
+pub(crate) fn krylov_rtol(rtol: f64) -> f64 {
+    let t = (10.0 * f64::EPSILON / rtol).max(0.03f64.min(rtol.sqrt()));
+    (1e-5 / t).min(0.1)
 }
 /// MINRES gives up after this many iterations (the Newton iteration then counts as failed).
 pub(crate) const KRYLOV_MAX_ITER: usize = 300;
@@ -316,7 +320,7 @@ impl MatrixFree {
         flow: &GradientFlow<'_>,
         c: f64,
         rhs: &mut [f64],
-        newton_tol: f64,
+        forcing: f64,
         hvps: &mut usize,
     ) -> MinresOutcome {
         let Self {
@@ -369,7 +373,7 @@ impl MatrixFree {
             &mut apply_p_inv,
             tmp,
             rhs,
-            krylov_rtol(newton_tol),
+            forcing,
             KRYLOV_MAX_ITER,
             work,
         )
