@@ -513,8 +513,8 @@ impl<'f, 'a> Bdf<'f, 'a> {
             if !all_finite(&work.f) {
                 break;
             }
-            for i in 0..n {
-                work.dy[i] = c * work.f[i] - work.psi[i] - work.d[i];
+            for (((dy, f), psi), d) in work.dy.iter_mut().zip(&work.f).zip(&work.psi).zip(&work.d) {
+                *dy = c * f - psi - d;
             }
             let solved = match linear {
                 Linear::Dense { factor, .. } => {
@@ -552,9 +552,9 @@ impl<'f, 'a> Bdf<'f, 'a> {
                     break;
                 }
             }
-            for i in 0..n {
-                work.y_new[i] += work.dy[i];
-                work.d[i] += work.dy[i];
+            for ((y, d), dy) in work.y_new.iter_mut().zip(work.d.iter_mut()).zip(&work.dy) {
+                *y += dy;
+                *d += dy;
             }
             // The known bound may accept the first iterate; divergence is judged on measured
             // rates only.
@@ -580,7 +580,6 @@ impl<'f, 'a> Bdf<'f, 'a> {
     /// rescaled exactly, as in scipy).
     fn step(&mut self, s_end: f64) -> StepResult {
         let co = Coefficients::new();
-        let n = self.y.len();
         loop {
             let min_step = 10.0 * (next_up(self.s) - self.s);
             if self.h < min_step {
@@ -711,10 +710,11 @@ impl<'f, 'a> Bdf<'f, 'a> {
             self.s = s_new;
             self.y.copy_from_slice(&self.work.y_new);
             let d = &self.work.d;
-            for i in 0..n {
-                self.d[order + 2][i] = d[i] - self.d[order + 1][i];
+            let (lo, hi) = self.d.split_at_mut(order + 2);
+            for ((e, dn), dp) in hi[0].iter_mut().zip(d).zip(&lo[order + 1]) {
+                *e = dn - dp;
             }
-            self.d[order + 1].copy_from_slice(d);
+            lo[order + 1].copy_from_slice(d);
             for j in (0..=order).rev() {
                 let (lo, hi) = self.d.split_at_mut(j + 1);
                 crate::la::axpy(1.0, &hi[0], &mut lo[j]);

@@ -125,6 +125,10 @@ pub struct DiagonalNetwork {
     x: Vec<f64>,
     y: Vec<f64>,
     a: DMat,
+    /// Aᵀ: Aβ reads A's rows contiguously through it (faer's row-major kernel, dot products),
+    /// 1.6× faster than the column-major kernel on `a` at n = 30, p = 100; the diagonal
+    /// network's BDF run at λ = 1e-2, rtol 1e-8 6.9 → 6.0 ms.
+    at: DMat,
     gram: DMat,
     teacher: Option<Vec<f64>>,
     theta_init: Vec<f64>,
@@ -203,6 +207,7 @@ impl DiagonalNetwork {
             k,
             x,
             y,
+            at: a.transpose().to_owned(),
             a,
             gram,
             teacher,
@@ -267,7 +272,7 @@ impl DiagonalNetwork {
             for j in 0..p {
                 beta[j] = theta[j] * theta[p + j];
             }
-            grokflow_engine::la::matvec_into(self.a.as_ref(), beta, r);
+            grokflow_engine::la::matvec_into(self.at.transpose(), beta, r);
         });
         r.iter_mut().zip(&self.y).for_each(|(ri, yi)| *ri -= yi);
     }
