@@ -159,13 +159,6 @@ fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64, tmp: &mut [Vec<f64>])
     }
 }
 
-/// RMS norm of x/scale (the initial step size only: the same norm with the division, whose
-/// last bits the step sequence of every run depends on).
-fn scaled_norm(x: &[f64], scale: &[f64]) -> f64 {
-    let s: f64 = x.iter().zip(scale).map(|(a, b)| (a / b) * (a / b)).sum();
-    (s / x.len().max(1) as f64).sqrt()
-}
-
 /// RMS norm of x⊙weight (weight = 1/scale, so that the norms of a step, several per
 /// scale, multiply instead of divide).
 fn weighted_norm(x: &[f64], weight: &[f64]) -> f64 {
@@ -394,9 +387,12 @@ impl<'f, 'a> Bdf<'f, 'a> {
 
     /// Hairer–Nørsett–Wanner's initial step for a first-order method.
     fn initial_step(&mut self, y0: &[f64], f0: &[f64]) -> f64 {
-        let scale: Vec<f64> = y0.iter().map(|y| self.atol + y.abs() * self.rtol).collect();
-        let d0 = scaled_norm(y0, &scale);
-        let d1 = scaled_norm(f0, &scale);
+        let weight: Vec<f64> = y0
+            .iter()
+            .map(|y| 1.0 / (self.atol + y.abs() * self.rtol))
+            .collect();
+        let d0 = weighted_norm(y0, &weight);
+        let d1 = weighted_norm(f0, &weight);
         let h0 = if d0 < 1e-5 || d1 < 1e-5 {
             1e-6
         } else {
@@ -405,7 +401,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
         let y1: Vec<f64> = y0.iter().zip(f0).map(|(y, f)| y + h0 * f).collect();
         let f1 = self.rhs(&y1);
         let diff: Vec<f64> = f1.iter().zip(f0).map(|(a, b)| a - b).collect();
-        let d2 = scaled_norm(&diff, &scale) / h0;
+        let d2 = weighted_norm(&diff, &weight) / h0;
         let h1 = if d1 <= 1e-15 && d2 <= 1e-15 {
             (h0 * 1e-3).max(1e-6)
         } else {
