@@ -323,6 +323,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
         };
         // A convex quadratic's contraction bound needs exact solves (not Krylov ones).
         let convex = flow.loss().is_convex_quadratic();
+        if convex {
+            crate::check::probe_convex_quadratic(flow.loss(), theta0)
+                .map_err(EngineError::InvalidInput)?;
+        }
         let rate_bound_known = convex && !matches!(linear, Linear::MatrixFree(_));
         let refactorise_exactly = convex && matches!(linear, Linear::Structured(_));
         let mut b = Self {

@@ -117,6 +117,65 @@ fn check_convex_quadratic(loss: &dyn Loss, theta: &[f64], hess: &DMat, v: &[f64]
     change.max(lowest)
 }
 
+/// A cheap runtime check of a loss's convex-quadratic declaration ([`Loss::is_convex_quadratic`]),
+/// made by the BDF before it trusts it: three Hessian-vector products along two fixed
+/// pseudo-random directions v, w. The product along v must be the same at θ and at θ + w
+/// (‖w‖ = max(1, ‖θ‖)) to 1e-6 relative, and the curvatures vᵀ∇²F v and wᵀ∇²F w must not be
+/// negative beyond rounding. A probe, not a proof (an indefinite quadratic can pass it when
+/// both directions happen to see positive curvature): [`check_derivatives`] checks the
+/// declaration in full. Returns what failed, in words a user can act on.
+pub(crate) fn probe_convex_quadratic(loss: &dyn Loss, theta: &[f64]) -> Result<(), String> {
+    let d = theta.len();
+    // Fractional parts of multiples of the golden ratio and of the plastic number: spread,
+    // reproducible, and never parallel to a coordinate axis.
+    let v: Vec<f64> = (0..d)
+        .map(|i| ((i + 1) as f64 * 0.618_033_988_749_895).fract() - 0.5)
+        .collect();
+    let mut w: Vec<f64> = (0..d)
+        .map(|i| ((i + 1) as f64 * 0.754_877_666_246_693).fract() - 0.5)
+        .collect();
+    let scale = norm(theta).max(1.0) / norm(&w).max(f64::MIN_POSITIVE);
+    w.iter_mut().for_each(|x| *x *= scale);
+    let moved: Vec<f64> = theta.iter().zip(&w).map(|(t, wi)| t + wi).collect();
+    let (mut hv, mut hv_moved, mut hw) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+    loss.hvp_into(theta, &v, &mut hv);
+    loss.hvp_into(&moved, &v, &mut hv_moved);
+    loss.hvp_into(theta, &w, &mut hw);
+    let fix = "return false from is_convex_quadratic (the default) unless ∇²F is the same \
+               positive semidefinite matrix at every θ, and run grokflow_engine::check_derivatives \
+               to find the fault";
+    if ![&hv, &hv_moved, &hw]
+        .iter()
+        .all(|x| crate::la::all_finite(x))
+    {
+        return Err(format!(
+            "the loss declares itself a convex quadratic, but its Hessian-vector product is not \
+             finite at θ or at a point {:.1e} away: {fix}",
+            norm(&w)
+        ));
+    }
+    let change = distance(&hv, &hv_moved) / norm(&hv).max(norm(&hv_moved)).max(f64::MIN_POSITIVE);
+    if change > 1e-6 {
+        return Err(format!(
+            "the loss declares itself a convex quadratic, but its Hessian changes with θ: the \
+             product with a fixed vector differs by {change:.1e} (relative) between θ and a point \
+             {:.1e} away: {fix}",
+            norm(&w)
+        ));
+    }
+    for (dir, h) in [(&v, &hv), (&w, &hw)] {
+        let curvature = crate::la::dot(dir, h);
+        if curvature < -1e-8 * norm(dir) * norm(h) {
+            return Err(format!(
+                "the loss declares itself a convex quadratic, but its Hessian has negative \
+                 curvature (uᵀ∇²F u/‖u‖² = {:.3e} along a probe direction u): {fix}",
+                curvature / crate::la::dot(dir, dir)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_residuals(
     loss: &dyn Loss,
     res: &dyn crate::loss::Residuals,

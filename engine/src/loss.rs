@@ -42,7 +42,10 @@ pub trait Loss: Send + Sync {
     /// most by |1 − c/c′| per iteration (zero when c′ = c), and grokflow's BDF accepts its
     /// corrector on that bound (with the structured solve, which then refactorises at every
     /// c, always after one iteration). The default is false; say true only when it holds
-    /// exactly (a wrong true gives steps whose Newton error is not controlled).
+    /// exactly (a wrong true gives steps whose Newton error is not controlled). The BDF
+    /// probes the declaration with three Hessian-vector products before it trusts it, and
+    /// refuses a loss whose Hessian moves with θ or shows negative curvature; the full check
+    /// is [`crate::check_derivatives`].
     fn is_convex_quadratic(&self) -> bool {
         false
     }

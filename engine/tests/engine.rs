@@ -172,6 +172,37 @@ fn a_declared_convex_quadratic_converges_on_its_contraction_bound() {
 }
 
 #[test]
+fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
+    // The BDF would accept correctors on a contraction bound that does not hold: it probes
+    // the declaration first and says what is wrong.
+    let run = |loss: &dyn Loss, theta0: &[f64]| {
+        let flow = GradientFlow::regularised(loss, 1e-3, TimeScale::Slow).unwrap();
+        integrate(&flow, theta0, Method::Bdf, &opts(1e-8, 1.0), &mut [])
+    };
+    let moving = run(&DeclaredConvexQuadratic(DoubleWell), &[0.5]).unwrap_err();
+    assert!(
+        moving.to_string().contains("Hessian changes with θ"),
+        "{moving}"
+    );
+    let concave = Quadratic {
+        a: vec![-1.0, -2.0, -0.5],
+        b: vec![0.0; 3],
+    };
+    let negative = run(&DeclaredConvexQuadratic(concave), &[1.0, 1.0, 1.0]).unwrap_err();
+    assert!(
+        negative.to_string().contains("negative curvature"),
+        "{negative}"
+    );
+    assert!(
+        negative.to_string().contains("check_derivatives"),
+        "{negative}"
+    );
+    // A true declaration runs, a semidefinite one (a kernel direction) included.
+    let fine = run(&DeclaredConvexQuadratic(quadratic()), &THETA0).unwrap();
+    assert_eq!(fine.stop, StopReason::Finished);
+}
+
+#[test]
 fn explicit_method_is_accurate_where_it_is_affordable() {
     let q = quadratic();
     let flow = GradientFlow::regularised(&q, 0.1, TimeScale::Fast).unwrap();
