@@ -118,49 +118,77 @@ fn check_convex_quadratic(loss: &dyn Loss, theta: &[f64], hess: &DMat, v: &[f64]
 }
 
 /// A cheap runtime check of a loss's convex-quadratic declaration ([`Loss::is_convex_quadratic`]),
-/// made by the BDF before it trusts it: three Hessian-vector products along two fixed
-/// pseudo-random directions v, w. The product along v must be the same at θ and at θ + w
-/// (‖w‖ = max(1, ‖θ‖)) to 1e-6 relative, and the curvatures vᵀ∇²F v and wᵀ∇²F w must not be
-/// negative beyond rounding. A probe, not a proof (an indefinite quadratic can pass it when
-/// both directions happen to see positive curvature): [`check_derivatives`] checks the
+/// made by the BDF before it relies on it: two gradients and three Hessian-vector products
+/// along two fixed pseudo-random directions v and w, with θ′ = θ + s·w (s·‖w‖ = max(1, ‖θ‖),
+/// capped at 1e100). It checks that
+/// - the product along v is the same at θ and at θ′ (to 1e-6, relative to the size of the
+///   products; an absolute zero passes),
+/// - the gradient changes by exactly the product along the displacement,
+///   ∇F(θ′) − ∇F(θ) = ∇²F·(θ′ − θ), to 1e-6 relative to the largest of the three (so the
+///   gradient the flow integrates is the quadratic's),
+/// - the curvatures vᵀ∇²F v and wᵀ∇²F w are not negative beyond rounding.
+///
+/// A probe, not a proof (an indefinite quadratic passes when both directions see positive
+/// curvature, and in one dimension v and w are parallel): [`check_derivatives`] checks the
 /// declaration in full. Returns what failed, in words a user can act on.
 pub(crate) fn probe_convex_quadratic(loss: &dyn Loss, theta: &[f64]) -> Result<(), String> {
     let d = theta.len();
-    // Fractional parts of multiples of the golden ratio and of the plastic number: spread,
-    // reproducible, and never parallel to a coordinate axis.
+    // Fractional parts of the multiples of 1/φ and 1/ρ (φ the golden ratio, ρ the plastic
+    // number): spread out, reproducible and, from d = 2 on, not parallel to each other or to
+    // a coordinate axis.
     let v: Vec<f64> = (0..d)
         .map(|i| ((i + 1) as f64 * 0.618_033_988_749_895).fract() - 0.5)
         .collect();
-    let mut w: Vec<f64> = (0..d)
+    let w: Vec<f64> = (0..d)
         .map(|i| ((i + 1) as f64 * 0.754_877_666_246_693).fract() - 0.5)
         .collect();
-    let scale = norm(theta).max(1.0) / norm(&w).max(f64::MIN_POSITIVE);
-    w.iter_mut().for_each(|x| *x *= scale);
-    let moved: Vec<f64> = theta.iter().zip(&w).map(|(t, wi)| t + wi).collect();
+    let step = norm(theta).clamp(1.0, 1e100) / norm(&w).max(f64::MIN_POSITIVE);
+    let moved: Vec<f64> = theta.iter().zip(&w).map(|(t, wi)| t + step * wi).collect();
     let (mut hv, mut hv_moved, mut hw) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
+    let (mut g, mut g_moved) = (vec![0.0; d], vec![0.0; d]);
     loss.hvp_into(theta, &v, &mut hv);
     loss.hvp_into(&moved, &v, &mut hv_moved);
     loss.hvp_into(theta, &w, &mut hw);
+    loss.gradient_into(theta, &mut g);
+    loss.gradient_into(&moved, &mut g_moved);
     let fix = "return false from is_convex_quadratic (the default) unless ∇²F is the same \
                positive semidefinite matrix at every θ, and run grokflow_engine::check_derivatives \
                to find the fault";
-    if ![&hv, &hv_moved, &hw]
+    let away = norm(&w) * step;
+    if ![&hv, &hv_moved, &hw, &g, &g_moved]
         .iter()
         .all(|x| crate::la::all_finite(x))
     {
         return Err(format!(
-            "the loss declares itself a convex quadratic, but its Hessian-vector product is not \
-             finite at θ or at a point {:.1e} away: {fix}",
-            norm(&w)
+            "the loss declares itself a convex quadratic, but its gradient or Hessian-vector \
+             product is not finite at θ or at a point {away:.1e} away: {fix}"
         ));
     }
-    let change = distance(&hv, &hv_moved) / norm(&hv).max(norm(&hv_moved)).max(f64::MIN_POSITIVE);
+    // Relative to the Hessian's size along both directions, 0 when nothing differs.
+    let diff = distance(&hv, &hv_moved);
+    let size = norm(&hv)
+        .max(norm(&hv_moved))
+        .max(norm(&hw) * norm(&v) / norm(&w).max(f64::MIN_POSITIVE));
+    let change = if diff == 0.0 { 0.0 } else { diff / size };
     if change > 1e-6 {
         return Err(format!(
             "the loss declares itself a convex quadratic, but its Hessian changes with θ: the \
-             product with a fixed vector differs by {change:.1e} (relative) between θ and a point \
-             {:.1e} away: {fix}",
-            norm(&w)
+             product with a fixed vector differs by {change:.1e} (relative) between θ and a \
+             point {away:.1e} away: {fix}"
+        ));
+    }
+    // ∇F(θ′) − ∇F(θ) against step·∇²F w, relative to the largest of the three terms (the
+    // gradients' own rounding must not count as a defect).
+    let dg: Vec<f64> = g_moved.iter().zip(&g).map(|(a, b)| a - b).collect();
+    let hw_step: Vec<f64> = hw.iter().map(|x| x * step).collect();
+    let size = norm(&g).max(norm(&g_moved)).max(norm(&hw_step));
+    let mismatch = distance(&dg, &hw_step);
+    if mismatch > 1e-6 * size {
+        return Err(format!(
+            "the loss declares itself a convex quadratic, but its gradient does not change by \
+             its Hessian times the displacement between θ and a point {away:.1e} away (off by \
+             {:.1e} relative): {fix}",
+            mismatch / size
         ));
     }
     for (dir, h) in [(&v, &hv), (&w, &hw)] {

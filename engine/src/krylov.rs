@@ -25,21 +25,20 @@ use crate::la::{dot, matvec_into, DMat};
 use crate::linsolve::Factorisation;
 
 /// The relative residual ‖b − Ax‖_{P⁻¹}/‖b‖_{P⁻¹} at which MINRES stops, for a BDF run at
-/// `rtol`: min(0.1, 1e-5/t) with t = max(10ε/rtol, min(0.03, √rtol)), the Newton tolerance
-/// this forcing term was measured with (the BDF's own is looser at rtol < 1e-4 since, and
-/// keyed on it the forcing term tightened to 1e-3 at rtol 1e-8, which cost matrix completion
-/// at d = 400 17% more time for the same error). An inexact Newton iteration whose forcing
-/// term tightens as the tolerance loosens. At tight tolerances Newton iterates until its own
-/// corrections are small and a forcing term of 0.1 is enough: on matrix completion at
-/// λ = 1e-6, rtol 1e-8, against 1e-4 the same steps and Newton iterations within 3%, end
-/// states 1e-9 from the dense solve's, 2.5× fewer MINRES iterations (d = 800: 0.36 s →
-/// 0.22 s; d = 9800: 102 s → 77 s). At loose tolerances Newton stops after a few
-/// corrections and the solves' error stays in the step: at λ = 1e-8, rtol 1e-4 (t = 0.01)
-/// the end state was 2.1e-3 from the rtol 1e-8 run with 0.1, 1.1e-3 with 1e-2 and 8.9e-5
-/// with 1e-3 (the dense solve: 1.5e-5).
+/// `rtol`: min(0.1, 1e-5/t) with t = [`crate::bdf::scipy_newton_tolerance`]`(rtol)`, the
+/// Newton tolerance this forcing term was measured with. The BDF's own Newton tolerance is
+/// looser at rtol < 1e-4; keyed on it, the forcing term tightened to 1e-3 at rtol 1e-8 and
+/// cost matrix completion at d = 400 17% more time for the same error. An inexact Newton
+/// iteration whose forcing term tightens as the tolerance loosens. Measured with Newton
+/// stopping at t: at tight tolerances Newton iterates until its own corrections are small
+/// and a forcing term of 0.1 is enough (matrix completion at λ = 1e-6, rtol 1e-8, against
+/// 1e-4: the same steps and Newton iterations within 3%, end states 1e-9 from the dense
+/// solve's, 2.5× fewer MINRES iterations; d = 800: 0.36 s → 0.22 s; d = 9800: 102 s → 77 s).
+/// At loose tolerances Newton stops after a few corrections and the solves' error stays in
+/// the step: at λ = 1e-8, rtol 1e-4 (t = 0.01) the end state was 2.1e-3 from the rtol 1e-8
+/// run with 0.1, 1.1e-3 with 1e-2 and 8.9e-5 with 1e-3 (the dense solve: 1.5e-5).
 pub(crate) fn krylov_rtol(rtol: f64) -> f64 {
-    let t = (10.0 * f64::EPSILON / rtol).max(0.03f64.min(rtol.sqrt()));
-    (1e-5 / t).min(0.1)
+    (1e-5 / crate::bdf::scipy_newton_tolerance(rtol)).min(0.1)
 }
 /// MINRES gives up after this many iterations (the Newton iteration then counts as failed).
 pub(crate) const KRYLOV_MAX_ITER: usize = 300;

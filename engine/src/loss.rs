@@ -43,9 +43,11 @@ pub trait Loss: Send + Sync {
     /// corrector on that bound (with the structured solve, which then refactorises at every
     /// c, always after one iteration). The default is false; say true only when it holds
     /// exactly (a wrong true gives steps whose Newton error is not controlled). The BDF
-    /// probes the declaration with three Hessian-vector products before it trusts it, and
-    /// refuses a loss whose Hessian moves with θ or shows negative curvature; the full check
-    /// is [`crate::check_derivatives`].
+    /// probes the declaration with two gradients and three Hessian-vector products before it
+    /// relies on it, and refuses a loss whose Hessian moves with θ, whose gradient does not
+    /// change by the Hessian times the displacement, whose derivatives are not finite a
+    /// distance max(1, ‖θ₀‖) away, or that shows negative curvature; the full check is
+    /// [`crate::check_derivatives`].
     fn is_convex_quadratic(&self) -> bool {
         false
     }

@@ -197,9 +197,72 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
         negative.to_string().contains("check_derivatives"),
         "{negative}"
     );
-    // A true declaration runs, a semidefinite one (a kernel direction) included.
+    // The Hessian is the quadratic's but the gradient is not (a cubic term added).
+    let cubic = run(
+        &DeclaredConvexQuadratic(Tampered(quadratic(), 0.1)),
+        &THETA0,
+    )
+    .unwrap_err();
+    assert!(
+        cubic.to_string().contains("gradient does not change"),
+        "{cubic}"
+    );
+    // The gradient stops being finite a unit away from θ₀ = 0 (outside the ball of radius ½).
+    let zero = [0.0; 5];
+    let nan = run(
+        &DeclaredConvexQuadratic(Tampered(quadratic(), f64::NAN)),
+        &zero,
+    )
+    .unwrap_err();
+    assert!(nan.to_string().contains("not finite"), "{nan}");
+    // A true declaration runs, a semidefinite one (a kernel direction) included. With the
+    // matrix-free solve the bound is not used and the declaration not probed: the tampered
+    // loss starts (its run fails later, once the flow leaves the ball).
     let fine = run(&DeclaredConvexQuadratic(quadratic()), &THETA0).unwrap();
     assert_eq!(fine.stop, StopReason::Finished);
+    let mf = Options {
+        linear_solver: LinearSolver::MatrixFree,
+        ..opts(1e-8, 1e-3)
+    };
+    let declared = DeclaredConvexQuadratic(Tampered(quadratic(), f64::NAN));
+    let flow_nan = GradientFlow::regularised(&declared, 1e-3, TimeScale::Slow).unwrap();
+    let unprobed = integrate(&flow_nan, &zero, Method::Bdf, &mf, &mut []).unwrap();
+    assert!(
+        matches!(unprobed.stop, StopReason::SolverFailed { .. }),
+        "{:?}",
+        unprobed.stop
+    );
+}
+
+/// The quadratic with its gradient tampered with: c·θᵢ³ added for a finite c, and for
+/// c = NaN the term 0·√(¼ − ‖θ‖²), finite inside the ball of radius ½ and NaN outside. The
+/// Hessian is the quadratic's.
+struct Tampered(Quadratic, f64);
+
+impl Loss for Tampered {
+    fn name(&self) -> &str {
+        "tampered"
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn value(&self, th: &[f64]) -> f64 {
+        self.0.value(th)
+    }
+    fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
+        self.0.gradient_into(th, g);
+        if self.1.is_nan() {
+            let edge = 0.0 * (0.25 - th.iter().map(|x| x * x).sum::<f64>()).sqrt();
+            g.iter_mut().for_each(|gi| *gi += edge);
+        } else {
+            g.iter_mut()
+                .zip(th)
+                .for_each(|(gi, x)| *gi += self.1 * x.powi(3));
+        }
+    }
+    fn hessian_into(&self, th: &[f64], h: MatMut<'_, f64>) {
+        self.0.hessian_into(th, h)
+    }
 }
 
 #[test]

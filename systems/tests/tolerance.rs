@@ -61,8 +61,17 @@ fn a_looser_tolerance_takes_fewer_steps_at_small_lambda() {
 #[test]
 fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
     // At λ = 1e-2, rtol 1e-8, scipy's Newton tolerance (1e-4 in the weighted norm) took
-    // 2.7–3.1 gradients per step on the nonlinear systems; the clamped one 2.2–2.4, with the
-    // same accuracy against a run at rtol 1e-11.
+    // 2.68–3.07 gradients per step on the nonlinear systems; the clamped one 2.19–2.42, with
+    // the same accuracy against a run at rtol 1e-11: each error must stay within twice the
+    // one scipy's tolerance gave (measured then: 4.5e-9, 1.49e-8, 1.09e-9, 4.06e-8; now
+    // 5.7e-9, 1.75e-8, 1.13e-9, 3.72e-8).
+    let old_error = |name: &str| match name {
+        "matrix-completion" => 4.5e-9,
+        "matrix-sensing" => 1.49e-8,
+        "diagonal" => 1.09e-9,
+        "relu" => 4.06e-8,
+        other => panic!("no measured error for {other}: add it"),
+    };
     let lambda = 1e-2;
     let rtol = 1e-8;
     for entry in registry() {
@@ -80,10 +89,14 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
             entry.name, out.stats.steps, out.stats.rhs_evals
         );
         assert!(
-            per_step < 2.5,
+            per_step < 2.6,
             "{}: {per_step:.2} gradients per step",
             entry.name
         );
-        assert!(err < 10.0 * rtol, "{}: error {err:.2e}", entry.name);
+        assert!(
+            err < 2.0 * old_error(entry.name),
+            "{}: error {err:.2e}",
+            entry.name
+        );
     }
 }
