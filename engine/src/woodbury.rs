@@ -542,8 +542,12 @@ fn inf_norm(a: &[f64], k: usize) -> f64 {
 }
 
 /// Inverts the k×k row-major `a` in place by Gauss–Jordan elimination with partial pivoting,
-/// in the scratch `m` (resized to k×2k). False if a pivot vanishes or the condition number
-/// ‖a‖∞‖a⁻¹‖∞ exceeds [`MAX_BLOCK_CONDITION`].
+/// in the scratch `m` (resized to (k + 1)×2k: the augmented matrix and a copy of the pivot
+/// row). False if a pivot vanishes or the condition number ‖a‖∞‖a⁻¹‖∞ exceeds
+/// [`MAX_BLOCK_CONDITION`]. The pivot row is zero left of the pivot, so each elimination
+/// updates only the columns from the pivot on, over slices the compiler vectorises (on matrix
+/// sensing at λ = 1e-6, ten 10×10 blocks per factorisation, this took 15% of the run with
+/// full-width indexed rows).
 fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
     let norm = inf_norm(a, k);
     if !(k > 0 && norm.is_finite() && norm > 0.0) {
@@ -552,40 +556,40 @@ fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
     // Augment [a | I].
     let w = 2 * k;
     m.clear();
-    m.resize(k * w, 0.0);
+    m.resize((k + 1) * w, 0.0);
     for i in 0..k {
         m[i * w..i * w + k].copy_from_slice(&a[i * k..(i + 1) * k]);
         m[i * w + k + i] = 1.0;
     }
+    let (rows, pivot) = m.split_at_mut(k * w);
     for col in 0..k {
         let piv = (col..k)
-            .max_by(|&x, &y| m[x * w + col].abs().total_cmp(&m[y * w + col].abs()))
+            .max_by(|&x, &y| rows[x * w + col].abs().total_cmp(&rows[y * w + col].abs()))
             .unwrap_or(col);
-        if m[piv * w + col].abs() <= f64::EPSILON * norm {
+        if rows[piv * w + col].abs() <= f64::EPSILON * norm {
             return false;
         }
         if piv != col {
             for j in 0..w {
-                m.swap(piv * w + j, col * w + j);
+                rows.swap(piv * w + j, col * w + j);
             }
         }
-        let p = m[col * w + col];
-        for j in 0..w {
-            m[col * w + j] /= p;
+        let p = rows[col * w + col];
+        for x in &mut rows[col * w + col..(col + 1) * w] {
+            *x /= p;
         }
-        for i in 0..k {
-            if i != col {
-                let f = m[i * w + col];
-                if f != 0.0 {
-                    for j in 0..w {
-                        m[i * w + j] -= f * m[col * w + j];
-                    }
+        pivot[col..].copy_from_slice(&rows[col * w + col..(col + 1) * w]);
+        for (i, row) in rows.chunks_exact_mut(w).enumerate() {
+            let f = row[col];
+            if i != col && f != 0.0 {
+                for (x, q) in row[col..].iter_mut().zip(&pivot[col..]) {
+                    *x -= f * q;
                 }
             }
         }
     }
     for i in 0..k {
-        a[i * k..(i + 1) * k].copy_from_slice(&m[i * w + k..i * w + w]);
+        a[i * k..(i + 1) * k].copy_from_slice(&rows[i * w + k..i * w + w]);
     }
     let inv_norm = inf_norm(a, k);
     inv_norm.is_finite() && norm * inv_norm <= MAX_BLOCK_CONDITION
@@ -899,5 +903,29 @@ mod tests {
         assert!(!invert_in_place(&mut singular, 2, &mut Vec::new()));
         let mut nearly = [1.0, 0.0, 0.0, 1e-10];
         assert!(!invert_in_place(&mut nearly, 2, &mut Vec::new()));
+        // A 10×10 block (matrix sensing's size) with small diagonal entries, so that most
+        // columns swap rows, through a scratch reused from a larger block.
+        let k = 10;
+        let a: Vec<f64> = (0..k * k)
+            .map(|q| {
+                let (i, j) = (q / k, q % k);
+                let x = ((q as f64 + 1.0) * 0.618_033_988_749_895).fract() - 0.5;
+                if i == j {
+                    0.01 * x
+                } else {
+                    x
+                }
+            })
+            .collect();
+        let mut inv = a.clone();
+        let mut scratch = vec![7.0; 4 * k * k];
+        assert!(invert_in_place(&mut inv, k, &mut scratch));
+        for i in 0..k {
+            for j in 0..k {
+                let p: f64 = (0..k).map(|l| a[i * k + l] * inv[l * k + j]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((p - want).abs() < 1e-12, "({i},{j}): {p}");
+            }
+        }
     }
 }
