@@ -71,7 +71,7 @@ pub enum LinearSolver {
     /// residuals for it to pay ([`LinearCapabilities::structured_pays`]); dense otherwise.
     /// On matrix completion (one shared block) the structured solve is 1.2–1.4× faster than
     /// dense at d = 400, from 6% slower to 12% faster than matrix-free from d = 800 to 3200 and
-    /// 9–20% slower at d = 9800 (four benchmark runs): both factorise an m×m matrix once per linearisation, and the matrix-free
+    /// 9–20% slower at d = 9800 (five benchmark runs): both factorise an m×m matrix once per linearisation, and the matrix-free
     /// solve refactorises less often when only the step size changes.
     #[default]
     Auto,
