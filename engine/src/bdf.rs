@@ -167,6 +167,13 @@ fn change_d(d: &mut [Vec<f64>], order: usize, factor: f64, tmp: &mut [Vec<f64>])
     }
 }
 
+/// weight ← 1/(atol + rtol|y|), the reciprocal error scales of the state y.
+fn error_weights_into(weight: &mut [f64], y: &[f64], atol: f64, rtol: f64) {
+    for (wi, yi) in weight.iter_mut().zip(y) {
+        *wi = 1.0 / (atol + rtol * yi.abs());
+    }
+}
+
 /// RMS norm of x⊙weight (weight = 1/scale, so that the norms of a step, several per
 /// scale, multiply instead of divide).
 fn weighted_norm(x: &[f64], weight: &[f64]) -> f64 {
@@ -404,10 +411,8 @@ impl<'f, 'a> Bdf<'f, 'a> {
 
     /// Hairer–Nørsett–Wanner's initial step for a first-order method.
     fn initial_step(&mut self, y0: &[f64], f0: &[f64]) -> f64 {
-        let weight: Vec<f64> = y0
-            .iter()
-            .map(|y| 1.0 / (self.atol + y.abs() * self.rtol))
-            .collect();
+        let mut weight = vec![0.0; y0.len()];
+        error_weights_into(&mut weight, y0, self.atol, self.rtol);
         let d0 = weighted_norm(y0, &weight);
         let d1 = weighted_norm(f0, &weight);
         let h0 = if d0 < 1e-5 || d1 < 1e-5 {
@@ -625,9 +630,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                         *ps += g * dj;
                     }
                 }
-                for (wi, y) in w.weight.iter_mut().zip(&w.y_predict) {
-                    *wi = 1.0 / (self.atol + self.rtol * y.abs());
-                }
+                error_weights_into(&mut w.weight, &w.y_predict, self.atol, self.rtol);
             }
             let c = h / co.alpha[order];
             let (mut converged, mut iterations);
@@ -699,9 +702,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 / (2.0 * NEWTON_MAXITER as f64 + iterations as f64);
             let error_norm = {
                 let w = &mut self.work;
-                for (wi, y) in w.weight.iter_mut().zip(&w.y_new) {
-                    *wi = 1.0 / (self.atol + self.rtol * y.abs());
-                }
+                error_weights_into(&mut w.weight, &w.y_new, self.atol, self.rtol);
                 co.error_const[order] * weighted_norm(&w.d, &w.weight)
             };
             if error_norm.is_nan() || error_norm > 1.0 {
