@@ -199,7 +199,7 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
     );
     // The Hessian is the quadratic's but the gradient is not (a cubic term added).
     let cubic = run(
-        &DeclaredConvexQuadratic(Tampered(quadratic(), 0.1)),
+        &DeclaredConvexQuadratic(Tampered(quadratic(), plus_cubic)),
         &THETA0,
     )
     .unwrap_err();
@@ -210,7 +210,7 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
     // The gradient stops being finite a unit away from θ₀ = 0 (outside the ball of radius ½).
     let zero = [0.0; 5];
     let nan = run(
-        &DeclaredConvexQuadratic(Tampered(quadratic(), f64::NAN)),
+        &DeclaredConvexQuadratic(Tampered(quadratic(), nan_outside_half_ball)),
         &zero,
     )
     .unwrap_err();
@@ -224,7 +224,7 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
         linear_solver: LinearSolver::MatrixFree,
         ..opts(1e-8, 1e-3)
     };
-    let declared = DeclaredConvexQuadratic(Tampered(quadratic(), f64::NAN));
+    let declared = DeclaredConvexQuadratic(Tampered(quadratic(), nan_outside_half_ball));
     let flow_nan = GradientFlow::regularised(&declared, 1e-3, TimeScale::Slow).unwrap();
     let unprobed = integrate(&flow_nan, &zero, Method::Bdf, &mf, &mut []).unwrap();
     assert!(
@@ -234,10 +234,9 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
     );
 }
 
-/// The quadratic with its gradient tampered with: c·θᵢ³ added for a finite c, and for
-/// c = NaN the term 0·√(¼ − ‖θ‖²), finite inside the ball of radius ½ and NaN outside. The
-/// Hessian is the quadratic's.
-struct Tampered(Quadratic, f64);
+/// The quadratic with its gradient tampered with by the function it carries (in place, after
+/// the quadratic's gradient); the Hessian is the quadratic's.
+struct Tampered(Quadratic, fn(&[f64], &mut [f64]));
 
 impl Loss for Tampered {
     fn name(&self) -> &str {
@@ -251,18 +250,29 @@ impl Loss for Tampered {
     }
     fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
         self.0.gradient_into(th, g);
-        if self.1.is_nan() {
-            let edge = 0.0 * (0.25 - th.iter().map(|x| x * x).sum::<f64>()).sqrt();
-            g.iter_mut().for_each(|gi| *gi += edge);
-        } else {
-            g.iter_mut()
-                .zip(th)
-                .for_each(|(gi, x)| *gi += self.1 * x.powi(3));
-        }
+        (self.1)(th, g);
     }
     fn hessian_into(&self, th: &[f64], h: MatMut<'_, f64>) {
         self.0.hessian_into(th, h)
     }
+}
+
+/// One coordinate of the gradient 1% off.
+fn one_percent_off(_th: &[f64], g: &mut [f64]) {
+    g[1] *= 1.01;
+}
+
+/// 0.1·θᵢ³ added: a quartic term the Hessian does not show.
+fn plus_cubic(th: &[f64], g: &mut [f64]) {
+    g.iter_mut()
+        .zip(th)
+        .for_each(|(gi, x)| *gi += 0.1 * x.powi(3));
+}
+
+/// 0·√(¼ − ‖θ‖²) added: finite inside the ball of radius ½, NaN outside.
+fn nan_outside_half_ball(th: &[f64], g: &mut [f64]) {
+    let edge = 0.0 * (0.25 - th.iter().map(|x| x * x).sum::<f64>()).sqrt();
+    g.iter_mut().for_each(|gi| *gi += edge);
 }
 
 #[test]
@@ -595,33 +605,12 @@ fn grokking_times_follow_their_documented_rule() {
     assert_eq!(grokking_times(&traj, Some(0.5), 1e-3, 1e-3).t_grok, None);
 }
 
-/// The quadratic with a gradient off by a factor in one coordinate.
-struct WrongGradient(Quadratic);
-impl Loss for WrongGradient {
-    fn name(&self) -> &str {
-        "wrong"
-    }
-    fn dim(&self) -> usize {
-        self.0.dim()
-    }
-    fn value(&self, th: &[f64]) -> f64 {
-        self.0.value(th)
-    }
-    fn gradient_into(&self, th: &[f64], g: &mut [f64]) {
-        self.0.gradient_into(th, g);
-        g[1] *= 1.01;
-    }
-    fn hessian_into(&self, th: &[f64], h: MatMut<'_, f64>) {
-        self.0.hessian_into(th, h);
-    }
-}
-
 #[test]
 fn derivative_check_passes_good_and_fails_wrong_derivatives() {
     let q = quadratic();
     let good = check_derivatives(&q, &THETA0, 1e-8);
     assert!(good.worst() < 1e-8, "{good:?}");
-    let bad = check_derivatives(&WrongGradient(quadratic()), &THETA0, 1e-8);
+    let bad = check_derivatives(&Tampered(quadratic(), one_percent_off), &THETA0, 1e-8);
     assert!(bad.gradient > 1e-3, "{bad:?}");
     assert!(bad.hessian > 1e-3, "{bad:?}");
     // The convex-quadratic declaration is checked too: true for the quadratic, false for
