@@ -97,10 +97,11 @@ pub fn grokflow_methods() -> Vec<(&'static str, Method, LinearSolver)> {
 
 /// The tolerances of one grokflow method at one λ: the configured ones, and for the default
 /// BDF one tighter point, a hundred times tighter than the tightest (λ ≥ 1e-4 here), else
-/// ten times (λ = 1e-6), where the reference is at least ten times tighter still, so that its curve reaches the accuracy of scipy's tightest runs and the
-/// speed-up is read off it rather than off a slower method that happens to go further (at
-/// λ = 1e-6 scipy's BDF at rtol 1e-8 was 1.9e-8 from the reference, grokflow's BDF 3.2e-8, and
-/// without its rtol 1e-9 point the ratio came from ESDIRK34: 1.5×).
+/// ten times (λ = 1e-6), where the reference is at least ten times tighter still, so that
+/// its curve reaches the accuracy of scipy's tightest runs and the speed-up is read off it
+/// rather than off a slower method that happens to go further (at λ = 1e-6 scipy's BDF at
+/// rtol 1e-8 was 1.9e-8 from the reference, grokflow's BDF 3.2e-8, and without its rtol 1e-9
+/// point the ratio came from ESDIRK34: 1.5×).
 pub fn grokflow_tolerances(cfg: &WpConfig, label: &str, lambda: f64) -> Vec<f64> {
     let mut t = cfg.tolerances.clone();
     if let Some(tightest) = t.iter().cloned().reduce(f64::min) {

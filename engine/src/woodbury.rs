@@ -545,9 +545,9 @@ fn inf_norm(a: &[f64], k: usize) -> f64 {
 /// in the scratch `m` (resized to (k + 1)×2k: the augmented matrix and a copy of the pivot
 /// row). False if a pivot vanishes or the condition number ‖a‖∞‖a⁻¹‖∞ exceeds
 /// [`MAX_BLOCK_CONDITION`]. The pivot row is zero left of the pivot, so each elimination
-/// updates only the columns from the pivot on, over slices the compiler vectorises (on matrix
-/// sensing at λ = 1e-6, ten 10×10 blocks per factorisation, this took 15% of the run with
-/// full-width indexed rows).
+/// updates only the columns from the pivot on, over slices the compiler vectorises (matrix
+/// sensing at λ = 1e-6, rtol 1e-8, ten 10×10 blocks per factorisation: 20.7 → 19.6 ms
+/// against full-width indexed rows).
 fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
     let norm = inf_norm(a, k);
     if !(k > 0 && norm.is_finite() && norm > 0.0) {
