@@ -201,6 +201,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LinearSolverArg::Auto)]
     pub linear_solver: LinearSolverArg,
 
+    /// Highest order of the BDF, 1–6 (5 is ode15s's and scipy's cap) [default: 6, or 5 with
+    /// the matrix-free solve].
+    #[arg(long, value_name = "Q")]
+    pub max_order: Option<usize>,
+
     /// Relative tolerance of the adaptive methods.
     #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
     pub rtol: f64,

@@ -79,6 +79,9 @@ pub struct RunSummary {
     pub rtol: f64,
     /// Absolute tolerance.
     pub atol: f64,
+    /// The BDF's highest order as requested (null: its default, 6, or 5 matrix-free).
+    #[serde(default)]
+    pub max_order: Option<usize>,
     /// Requested end, fast time.
     pub t_end: f64,
     /// Requested end, slow time.

@@ -217,6 +217,7 @@ pub fn large_d(
                 s_end: 10.0,
                 max_steps: 100_000,
                 linear_solver: ls,
+                max_order: None,
             };
             let started = Instant::now();
             let out = integrate(&flow, mc.theta_init(), Method::Bdf, &opts, &mut [])?;

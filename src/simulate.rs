@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub method: Method,
     /// Linear solver of the BDF.
     pub linear_solver: LinearSolver,
+    /// Highest order of the BDF (None: its default).
+    pub max_order: Option<usize>,
     /// Relative tolerance.
     pub rtol: f64,
     /// Absolute tolerance.
@@ -122,6 +124,17 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.per_decade == 0 {
         bail!("--per-decade must be at least 1");
     }
+    // What the engine would refuse (tolerances, solver and order against the method), refused
+    // before Φ runs.
+    Options {
+        rtol: cfg.rtol,
+        atol: cfg.atol,
+        s_end: cfg.t_end,
+        max_steps: cfg.max_steps.max(1),
+        linear_solver: cfg.linear_solver,
+        max_order: cfg.max_order,
+    }
+    .validate(&cfg.method)?;
     if let Method::GradientDescent { lr } = cfg.method {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("--lr must be a positive finite number, got {lr}");
@@ -197,6 +210,7 @@ pub fn run_system(
         },
         _ => PhiOptions {
             linear_solver: cfg.linear_solver,
+            max_order: cfg.max_order,
             ..PhiOptions::default()
         },
     };
@@ -221,6 +235,7 @@ pub fn run_system(
         s_end: flow.clock(cfg.t_end),
         max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
+        max_order: cfg.max_order,
     };
     let grid = log_time_grid(cfg.t_min, cfg.t_end, cfg.per_decade);
     let marks: Vec<f64> = [1.0 / cfg.lambda]
@@ -310,6 +325,7 @@ pub fn run_system(
         time: cfg.time,
         rtol: cfg.rtol,
         atol: cfg.atol,
+        max_order: cfg.max_order,
         t_end: cfg.t_end,
         tau_end: cfg.lambda * cfg.t_end,
         instance,

@@ -184,6 +184,7 @@ fn grokflow_point(
         s_end: cfg.tau_end,
         max_steps: 2_000_000,
         linear_solver,
+        max_order: None,
     };
     let mut times: Vec<f64> = Vec::new();
     let mut last = None;

@@ -240,6 +240,11 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
             vec!["--method", "gd", "--lr", "0.01", "--lambda", "1e-8"],
             "iterations",
         ),
+        (vec!["--max-order", "7"], "1 to 6"),
+        (
+            vec!["--method", "esdirk34", "--max-order", "5"],
+            "bdf method only",
+        ),
     ] {
         let mut a = vec!["linear"];
         a.extend(args);
@@ -474,6 +479,29 @@ fn the_linear_solver_is_selectable_and_recorded() {
     }
     let gap = (finals[0] - finals[1]).abs() / finals[0];
     assert!(gap < 1e-6, "final norms {finals:?}");
+}
+
+#[test]
+fn the_bdf_order_cap_is_selectable_and_recorded() {
+    // Order 6 by default; ode15s's and scipy's cap of 5 on request, which takes more steps
+    // (linear regression at λ = 1e-4, rtol 1e-8: 310 against 364).
+    let dir = tempfile::tempdir().unwrap();
+    let run = |cap: Option<&str>| {
+        let out = dir.path().join(cap.unwrap_or("default"));
+        let mut a = vec!["linear", "--lambda", "1e-4", "--no-plot", "-q"];
+        a.extend(cap.map(|q| ["--max-order", q]).into_iter().flatten());
+        a.extend(["--out", out.to_str().unwrap()]);
+        let o = simulate(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_json(&out.join("summary.json"))
+    };
+    let (six, five) = (run(None), run(Some("5")));
+    assert!(six["max_order"].is_null(), "{}", six["max_order"]);
+    assert_eq!(five["max_order"], 5);
+    let (a, b) = (num(&six, "stats.steps"), num(&five, "stats.steps"));
+    assert!(a < 0.9 * b, "{a} steps by default against {b} at order ≤ 5");
+    let gap = (num(&six, "final.norm") - num(&five, "final.norm")).abs() / num(&five, "final.norm");
+    assert!(gap < 1e-6, "final norms differ by {gap}");
 }
 
 #[test]

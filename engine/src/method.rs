@@ -8,7 +8,7 @@ use crate::error::EngineError;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// grokflow's variable-order BDF/NDF (orders 1–5) with the analytic Jacobian,
+    /// grokflow's variable-order BDF/NDF (orders 1–6; 1–5 matrix-free) with the analytic Jacobian,
     /// re-evaluated at the predicted end of a step when Newton fails.
     Bdf,
     /// diffsol's variable-order BDF with the analytic Jacobian (for comparison: its Newton
@@ -177,6 +177,10 @@ pub struct Options {
     /// The linear solver of grokflow's BDF (the other implicit methods are dense only).
     #[serde(default)]
     pub linear_solver: LinearSolver,
+    /// The highest order of grokflow's BDF, 1–6 (`None`: 6, or 5 with the matrix-free
+    /// solve; 5 is ode15s's and scipy's cap).
+    #[serde(default)]
+    pub max_order: Option<usize>,
 }
 
 impl Options {
@@ -212,6 +216,20 @@ impl Options {
                 "max_steps must be at least 1".into(),
             ));
         }
+        if let Some(q) = self.max_order {
+            if *method != Method::Bdf {
+                return Err(EngineError::InvalidInput(format!(
+                    "a maximum order applies to the bdf method only, not {}; \
+                     choose --method bdf or leave --max-order out",
+                    method.name()
+                )));
+            }
+            if !(1..=6).contains(&q) {
+                return Err(EngineError::InvalidInput(format!(
+                    "the BDF's maximum order must be 1 to 6 (BDF7 is unstable), got {q}"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -224,6 +242,7 @@ impl Default for Options {
             s_end: 10.0,
             max_steps: 1_000_000,
             linear_solver: LinearSolver::Auto,
+            max_order: None,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct PhiOptions {
     /// The linear solver of the BDF (auto: matrix-free for large d).
     #[serde(default)]
     pub linear_solver: LinearSolver,
+    /// The highest order of the BDF (see [`Options::max_order`]).
+    #[serde(default)]
+    pub max_order: Option<usize>,
 }
 
 impl Default for PhiOptions {
@@ -44,6 +47,7 @@ impl Default for PhiOptions {
             max_steps: 200_000,
             method: Method::Bdf,
             linear_solver: LinearSolver::Auto,
+            max_order: None,
         }
     }
 }
@@ -126,6 +130,7 @@ pub fn phi(
         s_end: opts.t_max,
         max_steps: opts.max_steps,
         linear_solver: opts.linear_solver,
+        max_order: opts.max_order,
     };
     let out = integrate(&flow, theta_init, opts.method, &run_opts, &mut all)?;
     match out.stop {

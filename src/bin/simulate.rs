@@ -191,6 +191,7 @@ fn config(
         t_end: resolved.t_end,
         method: resolved.method,
         linear_solver: run.linear_solver.into(),
+        max_order: run.max_order,
         rtol: run.rtol,
         atol: run.atol,
         max_steps,

@@ -90,6 +90,7 @@ fn each_structured_bdf_step_attempt_costs_one_gradient() {
                 s_end: 10.0,
                 max_steps: 100_000,
                 linear_solver,
+                ..Options::default()
             };
             let out = integrate(&flow, lr.theta_init(), Method::Bdf, &opts, &mut []).unwrap();
             let s = &out.stats;

@@ -16,6 +16,7 @@ fn run(system: &dyn System, lambda: f64, ls: LinearSolver) -> Result<Outcome, St
         s_end: 10.0,
         max_steps: 100_000,
         linear_solver: ls,
+        ..Options::default()
     };
     integrate(&flow, system.theta_init(), Method::Bdf, &opts, &mut []).map_err(|e| e.to_string())
 }
