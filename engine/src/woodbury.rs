@@ -21,6 +21,11 @@
 //! matrix: its solves fail, and the Newton iteration retries with another step size (B
 //! depends on it).
 //!
+//! With the stored J, blocks found equal at the linearisation point (matrix sensing, where
+//! R = I ⊗ S, but the loss does not form the Gram matrix) are inverted once, and B⁻¹ applies
+//! to all groups as one k×k by k×(d/k) product: matrix sensing at λ = 1e-6, rtol 1e-8 went
+//! from 16.1 to 13.3 ms (ten 10×10 inversions per factorisation were a tenth of its time).
+//!
 //! The identity loses digits when B is ill-conditioned (far from the manifold, where the
 //! residuals are large and γR can cancel αI). A block whose condition number exceeds
 //! [`MAX_BLOCK_CONDITION`] sends that factorisation to the dense path: A assembled from J and
@@ -47,10 +52,11 @@ const SMALL_BLOCK: usize = 4;
 
 /// How the current factorisation solves.
 enum Factor {
-    /// Woodbury: B's block inverses, W = B⁻¹Jᵀ (d×m) and K = I/β + JW factorised.
+    /// Woodbury: B's block inverses (only the first when the blocks are equal), W = B⁻¹Jᵀ
+    /// (d×m, column-major, rows in `perm` order) and K = I/β + JW factorised.
     Woodbury {
         binv: Vec<f64>,
-        w: DMat,
+        w: Vec<f64>,
         k: Factorisation,
     },
     /// Woodbury with one shared block: C = B₀⁻¹ (k×k, row-major) and K = I/β + J(I ⊗ C)Jᵀ
@@ -64,9 +70,9 @@ enum Factor {
 
 /// Where J comes from.
 enum Jacobian {
-    /// J (m×d) at θ_J, and Jᵀ with its rows in `perm` order (d×m): each group's rows are
-    /// contiguous.
-    Stored { jac: DMat, jt: DMat },
+    /// J (m×d) at θ_J, and Jᵀ with its rows in `perm` order (d×m, column-major): each
+    /// group's rows are contiguous.
+    Stored { jac: DMat, jt: Vec<f64> },
     /// θ_J only: J and Jᵀ through the loss's products, K through its shared-block Gram matrix.
     Shared { theta: Vec<f64> },
 }
@@ -98,6 +104,10 @@ pub(crate) struct Structured {
     uniform_small: Option<usize>,
     /// Scratch of the stored-J solve: the right-hand side in `perm` order (d entries).
     tmp_p: Vec<f64>,
+    /// The stored-J blocks of R at θ_J are all equal and of one size k (matrix sensing: R
+    /// is I ⊗ S): one block is inverted, and B⁻¹ applies to the k×(d/k) matrix of the
+    /// groups' entries in one product.
+    equal_blocks: Option<usize>,
 }
 
 /// What one factorisation was.
@@ -161,7 +171,7 @@ impl Structured {
         } else {
             Jacobian::Stored {
                 jac: DMat::zeros(m, d),
-                jt: DMat::zeros(d, m),
+                jt: vec![0.0; d * m],
             }
         };
         let scratch = if shared { d } else { 0 };
@@ -182,6 +192,7 @@ impl Structured {
             aug: Vec::new(),
             uniform_small,
             tmp_p: vec![0.0; if shared { 0 } else { d }],
+            equal_blocks: None,
         }
     }
 
@@ -190,15 +201,23 @@ impl Structured {
         match &mut self.jacobian {
             Jacobian::Stored { jac, jt } => {
                 res.jacobian_into(at, jac.as_mut());
-                for i in 0..jac.nrows() {
-                    for (q, &p) in self.perm.iter().enumerate() {
-                        jt[(q, i)] = jac[(i, p)];
+                let d = self.perm.len();
+                for (i, col) in jt.chunks_exact_mut(d).enumerate() {
+                    for (x, &p) in col.iter_mut().zip(&self.perm) {
+                        *x = jac[(i, p)];
                     }
                 }
             }
             Jacobian::Shared { theta } => theta.copy_from_slice(at),
         }
         res.curvature_blocks_into(at, &mut self.blocks);
+        self.equal_blocks = match (&self.jacobian, uniform_size(&self.groups)) {
+            (Jacobian::Stored { .. }, Some(k)) if k > 0 && self.groups.len() > 1 => {
+                let (first, rest) = self.blocks.split_at(k * k);
+                rest.chunks_exact(k * k).all(|b| b == first).then_some(k)
+            }
+            _ => None,
+        };
         self.factor = None;
     }
 
@@ -288,10 +307,14 @@ impl Structured {
         let (m, d) = (jac.nrows(), jac.ncols());
         let (mut binv, mut w, k_old) = match recycled {
             Some((b, w, k)) => (b, w, Some(k)),
-            None => (vec![0.0; self.blocks.len()], DMat::zeros(d, m), None),
+            None => (vec![0.0; self.blocks.len()], vec![0.0; d * m], None),
         };
         let mut invertible = true;
-        for (g, group) in self.groups.iter().enumerate() {
+        let inverted = match self.equal_blocks {
+            Some(_) => &self.groups[..1],
+            None => &self.groups[..],
+        };
+        for (g, group) in inverted.iter().enumerate() {
             let k = group.len();
             let (o, n) = (self.offsets[g], k * k);
             let (b, r) = (&mut binv[o..o + n], &self.blocks[o..o + n]);
@@ -310,33 +333,50 @@ impl Structured {
                 factorised: true,
             };
         }
-        // W = B⁻¹Jᵀ (rows in `perm` order): column by column when the blocks are small and of
-        // one size (a kernel call per block of one or two parameters costs more than its
-        // work), else group by group.
-        if let Some(k) = self.uniform_small {
-            for j in 0..m {
-                blocks_times(k, &binv, jt.col_as_slice(j), w.col_as_slice_mut(j));
+        // W = B⁻¹Jᵀ (rows in `perm` order): with equal blocks, as one k×k by k×(d/k·m)
+        // product (Jᵀ's columns are the groups' k-vectors one after another); column by
+        // column when the blocks are small and of one size (a kernel call per block of one or
+        // two parameters costs more than its work); else group by group.
+        if let Some(k) = self.equal_blocks {
+            matmul(
+                MatMut::from_column_major_slice_mut(&mut w, k, d / k * m),
+                Accum::Replace,
+                MatRef::from_row_major_slice(&binv[..k * k], k, k),
+                MatRef::from_column_major_slice(jt, k, d / k * m),
+                1.0,
+                Par::Seq,
+            );
+        } else if let Some(k) = self.uniform_small {
+            for (src, dst) in jt.chunks_exact(d).zip(w.chunks_exact_mut(d)) {
+                blocks_times(k, &binv, src, dst);
             }
         } else {
+            let (jt, mut wm) = (
+                MatRef::from_column_major_slice(jt, d, m),
+                MatMut::from_column_major_slice_mut(&mut w, d, m),
+            );
             for (g, group) in self.groups.iter().enumerate() {
                 let (k, o) = (group.len(), self.starts[g]);
                 let b = &binv[self.offsets[g]..self.offsets[g] + k * k];
                 matmul(
-                    w.as_mut().subrows_mut(o, k),
+                    wm.as_mut().subrows_mut(o, k),
                     Accum::Replace,
                     MatRef::from_row_major_slice(b, k, k),
-                    jt.as_ref().subrows(o, k),
+                    jt.subrows(o, k),
                     1.0,
                     Par::Seq,
                 );
             }
         }
-        let w_ref = &w;
+        let (jt_ref, w_ref) = (
+            MatRef::from_column_major_slice(jt, d, m),
+            MatRef::from_column_major_slice(&w, d, m),
+        );
         let k = Factorisation::build(m, k_old, |mut kk, _| {
             matmul(
                 kk.as_mut(),
                 Accum::Replace,
-                jt.transpose(),
+                jt_ref.transpose(),
                 w_ref,
                 1.0,
                 Par::Seq,
@@ -415,7 +455,17 @@ impl Structured {
                 for (xq, &p) in x.iter_mut().zip(&self.perm) {
                     *xq = rhs[p];
                 }
-                if let Some(k) = self.uniform_small {
+                let d = x.len();
+                if let Some(k) = self.equal_blocks {
+                    matmul(
+                        MatMut::from_column_major_slice_mut(y, k, d / k),
+                        Accum::Replace,
+                        MatRef::from_row_major_slice(&binv[..k * k], k, k),
+                        MatRef::from_column_major_slice(x, k, d / k),
+                        1.0,
+                        Par::Seq,
+                    );
+                } else if let Some(k) = self.uniform_small {
                     blocks_times(k, binv, x, y);
                 } else {
                     for (g, group) in self.groups.iter().enumerate() {
@@ -433,13 +483,13 @@ impl Structured {
                 }
                 // u = K⁻¹ Jᵀᵀ y; y ← y − W u; rhs = y back in parameter order.
                 let u = &mut self.tmp_m;
-                crate::la::matvec_into(jt.transpose(), y, u);
+                let m = u.len();
+                crate::la::matvec_into(MatRef::from_column_major_slice(jt, d, m).transpose(), y, u);
                 k.solve_vec(u);
-                let (d, m) = (w.nrows(), w.ncols());
                 matmul(
                     MatMut::from_column_major_slice_mut(y, d, 1),
                     Accum::Add,
-                    w,
+                    MatRef::from_column_major_slice(w, d, m),
                     MatRef::from_column_major_slice(u, m, 1),
                     -1.0,
                     Par::Seq,
@@ -881,6 +931,39 @@ mod tests {
         assert!(f.fallback && !f.factorised);
         let mut x = vec![1.0; d];
         assert!(!st.solve(&res, &mut x));
+    }
+
+    #[test]
+    fn equal_blocks_with_the_stored_jacobian_are_inverted_once_and_solve_exactly() {
+        // Four interleaved groups of size 5 over d = 20, m = 6, every block the same, but the
+        // loss does not form the shared-block Gram matrix: the stored-J path, with B⁻¹
+        // applied as one 5×5 by 5×4 product.
+        let groups: Vec<Vec<usize>> = (0..4)
+            .map(|g| (0..5).map(|a| 4 * a + g).collect())
+            .collect();
+        let (m, d) = (6, 20);
+        let mut res = Fixed::new(groups, m, d, 5, true);
+        res.shared = false;
+        let mut st = res.structured();
+        assert!(matches!(st.jacobian, Jacobian::Stored { .. }));
+        assert_eq!(st.equal_blocks, Some(5));
+        for abg in CASES {
+            let f = st.factorise_with(0.1, abg.0, abg.1, abg.2);
+            assert!(matches!(st.factor, Some((_, Factor::Woodbury { .. }))));
+            assert!(!f.fallback && f.factorised);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "{abg:?}: residual {r}");
+        }
+        // One entry of the last block changed (symmetrically): every block is inverted again.
+        res.blocks[3 * 25 + 1] += 0.25;
+        res.blocks[3 * 25 + 5] += 0.25;
+        let mut st = res.structured();
+        assert_eq!(st.equal_blocks, None);
+        for abg in CASES {
+            st.factorise_with(0.1, abg.0, abg.1, abg.2);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "{abg:?}: residual {r}");
+        }
     }
 
     #[test]
