@@ -202,7 +202,7 @@ pub struct RunArgs {
     pub linear_solver: LinearSolverArg,
 
     /// Highest order of the BDF, 1–6 (5 is ode15s's and scipy's cap) [default: 6, or 5 with
-    /// the matrix-free solve].
+    /// the matrix-free solve of a loss without residuals].
     #[arg(long, value_name = "Q")]
     pub max_order: Option<usize>,
 

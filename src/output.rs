@@ -79,7 +79,7 @@ pub struct RunSummary {
     pub rtol: f64,
     /// Absolute tolerance.
     pub atol: f64,
-    /// The BDF's highest order as requested (null: its default, 6, or 5 matrix-free).
+    /// The BDF's highest order as requested (null: its default, 6, or 5 matrix-free without residuals).
     #[serde(default)]
     pub max_order: Option<usize>,
     /// Requested end, fast time.

@@ -37,13 +37,17 @@ use crate::woodbury::{shared_block, valid_groups, Structured};
 /// completion 906 → 758), with errors against the reference 0.5–1.2× as large; at rtol 1e-4
 /// nothing changes (order 6 is not reached).
 const MAX_ORDER: usize = 6;
-/// The highest order with the matrix-free solve. BDF6's parasitic roots have modulus 0.86
-/// (BDF5's 0.71), so an error left in one corrector decays over about 7 steps instead of 3,
-/// and MINRES at its loose forcing term leaves an error that changes from step to step: on a
-/// five-parameter quadratic with no preconditioner at λ = 1e-7, rtol 1e-9, order 6 took 597
-/// steps with 24 failed error tests where the dense solve took 481 with none (order 5: 623
-/// and 603).
-const MATRIX_FREE_MAX_ORDER: usize = 5;
+/// The highest order with the matrix-free solve of a loss without residuals, whose MINRES
+/// runs unpreconditioned. BDF6's parasitic roots have modulus 0.86 (BDF5's 0.71), so an
+/// error left in one corrector decays over about 7 steps instead of 3, and unpreconditioned
+/// MINRES at its loose forcing term leaves errors that change from step to step: on a
+/// five-parameter quadratic at λ = 1e-7, rtol 1e-9, order 6 took 597 steps with 24 failed
+/// error tests where the dense solve took 481 with none (order 5: 623 and 603). With the
+/// Gauss–Newton preconditioner order 6 pays as with the direct solves: matrix completion at
+/// d = 800, λ ∈ {1e-4, 1e-6, 1e-8}, rtol 1e-6 and 1e-8, 6–16% fewer steps and 9–17% less
+/// time with errors 0.3–1.1× as large (at rtol 1e-4, where MINRES needs 150–200 iterations
+/// per solve, 2–10% more time); at d = 3200, λ = 1e-6, rtol 1e-8, 640 → 533 steps.
+const UNPRECONDITIONED_MAX_ORDER: usize = 5;
 const NEWTON_MAXITER: usize = 4;
 /// After the chord iteration fails with a fresh Jacobian (taken at the predictor), this many
 /// re-linearisations at its last iterate are tried before the step is halved. At loose
@@ -232,8 +236,8 @@ struct Bdf<'f, 'a> {
     y: Vec<f64>,
     h: f64,
     order: usize,
-    /// The options' maximum order; by default [`MAX_ORDER`], or [`MATRIX_FREE_MAX_ORDER`]
-    /// with the matrix-free solve.
+    /// The options' maximum order; by default [`MAX_ORDER`], or
+    /// [`UNPRECONDITIONED_MAX_ORDER`] with the matrix-free solve of a loss without residuals.
     max_order: usize,
     n_equal_steps: usize,
     /// The step-size cap set by the last Newton failure ([`NEWTON_CAP_RELAX`]).
@@ -370,7 +374,9 @@ impl<'f, 'a> Bdf<'f, 'a> {
         let refactorise_exactly = convex && matches!(linear, Linear::Structured(_));
         let max_order = match (opts.max_order, &linear) {
             (Some(q), _) => q.clamp(1, MAX_ORDER),
-            (None, Linear::MatrixFree(_)) => MATRIX_FREE_MAX_ORDER,
+            (None, Linear::MatrixFree(_)) if flow.loss().residuals().is_none() => {
+                UNPRECONDITIONED_MAX_ORDER
+            }
             (None, _) => MAX_ORDER,
         };
         let mut b = Self {

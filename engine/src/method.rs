@@ -8,7 +8,7 @@ use crate::error::EngineError;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// grokflow's variable-order BDF/NDF (orders 1–6; 1–5 matrix-free) with the analytic Jacobian,
+    /// grokflow's variable-order BDF/NDF (orders 1–6; 1–5 matrix-free without residuals) with the analytic Jacobian,
     /// re-evaluated at the predicted end of a step when Newton fails.
     Bdf,
     /// diffsol's variable-order BDF with the analytic Jacobian (for comparison: its Newton
@@ -178,7 +178,7 @@ pub struct Options {
     #[serde(default)]
     pub linear_solver: LinearSolver,
     /// The highest order of grokflow's BDF, 1–6 (`None`: 6, or 5 with the matrix-free
-    /// solve; 5 is ode15s's and scipy's cap).
+    /// solve of a loss without residuals, unpreconditioned; 5 is ode15s's and scipy's cap).
     #[serde(default)]
     pub max_order: Option<usize>,
 }

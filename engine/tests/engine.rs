@@ -67,7 +67,7 @@ fn matrix_free_bdf_follows_the_exact_flow_without_residuals() {
     // The quadratic has no residual structure: the Krylov solve runs on Hessian-vector
     // products with no preconditioner and must still meet the tolerance, in about the
     // dense solve's number of steps with the same formulas (the dense solve's default goes
-    // to order 6, the matrix-free solve's to 5).
+    // to order 6, the unpreconditioned matrix-free solve's to 5).
     let q = quadratic();
     for (time, lambda) in [
         (TimeScale::Fast, 1e-2),
@@ -605,6 +605,20 @@ fn order_six_takes_fewer_steps_than_order_five_at_the_same_accuracy() {
             five < two,
             "{time:?}: {five} steps at order 5 against {two} at order 2"
         );
+        // Unpreconditioned (no residuals), the matrix-free solve stays at order 5 by default.
+        let free = |max_order| {
+            let o = Options {
+                max_order,
+                linear_solver: LinearSolver::MatrixFree,
+                ..opts(1e-9, flow.clock(t_end))
+            };
+            integrate(&flow, &THETA0, Method::Bdf, &o, &mut [])
+                .unwrap()
+                .stats
+        };
+        let (default, five) = (free(None), free(Some(5)));
+        assert_eq!(default.steps, five.steps, "{time:?}: {default:?}");
+        assert_eq!(default.krylov_iterations, five.krylov_iterations);
     }
 }
 
