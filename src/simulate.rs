@@ -124,13 +124,16 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.per_decade == 0 {
         bail!("--per-decade must be at least 1");
     }
+    if cfg.max_steps == 0 {
+        bail!("--max-steps must be at least 1");
+    }
     // What the engine would refuse (tolerances, solver and order against the method), refused
     // before Φ runs.
     Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
         s_end: cfg.t_end,
-        max_steps: cfg.max_steps.max(1),
+        max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
         max_order: cfg.max_order,
     }

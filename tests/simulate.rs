@@ -245,11 +245,14 @@ fn bad_input_gets_a_one_line_error_and_a_nonzero_exit() {
             vec!["--method", "esdirk34", "--max-order", "5"],
             "bdf method only",
         ),
+        (vec!["--max-steps", "0"], "--max-steps"),
     ] {
         let mut a = vec!["linear"];
         a.extend(args);
         a.extend(["--out", out, "-q"]);
         assert_clean_failure(&a, needle);
+        // Refused before any work: no run directory, no Φ.
+        assert!(!Path::new(out).exists(), "{a:?} created {out}");
     }
 
     let write = |name: &str, text: &str| {

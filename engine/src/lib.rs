@@ -32,7 +32,9 @@ pub use limiting::{
 };
 pub use linsolve::{factorisation_counts, factorise_and_solve, FactorisationCounts};
 pub use loss::{Loss, NoObservables, Observables, Residuals};
-pub use method::{LinearCapabilities, LinearSolver, Method, Options, MATRIX_FREE_MIN_DIM};
+pub use method::{
+    LinearCapabilities, LinearSolver, Method, Options, BDF_MAX_ORDER, MATRIX_FREE_MIN_DIM,
+};
 pub use observe::{
     log_time_grid, BlowUpGuard, Control, DenseOutput, Observer, Recorder, RunInfo, Sample,
     StepView, StopReason, Trajectory,

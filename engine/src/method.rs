@@ -8,8 +8,9 @@ use crate::error::EngineError;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// grokflow's variable-order BDF/NDF (orders 1–6; 1–5 matrix-free without residuals) with the analytic Jacobian,
-    /// re-evaluated at the predicted end of a step when Newton fails.
+    /// grokflow's variable-order BDF/NDF (orders 1–6; by default 1–5 matrix-free without
+    /// residuals) with the analytic Jacobian, re-evaluated at the predicted end of a step
+    /// when Newton fails.
     Bdf,
     /// diffsol's variable-order BDF with the analytic Jacobian (for comparison: its Newton
     /// iteration needs many more steps on nonlinear systems at small λ).
@@ -70,9 +71,10 @@ pub enum LinearSolver {
     /// structured when the loss has block-diagonal residual curvature and few enough
     /// residuals for it to pay ([`LinearCapabilities::structured_pays`]); dense otherwise.
     /// On matrix completion (one shared block) the structured solve is 1.2–1.4× faster than
-    /// dense at d = 400, from 6% slower to 12% faster than matrix-free from d = 800 to 3200 and
-    /// 9–20% slower at d = 9800 (five benchmark runs): both factorise an m×m matrix once per linearisation, and the matrix-free
-    /// solve refactorises less often when only the step size changes.
+    /// dense at d = 400, from 8% slower to 12% faster than matrix-free from d = 800 to 3200 and
+    /// 9–22% slower at d = 9800 in six benchmark runs of seven: both factorise an m×m matrix
+    /// once per linearisation, and the matrix-free solve refactorises less often when only the
+    /// step size changes.
     #[default]
     Auto,
     /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).
@@ -163,6 +165,9 @@ impl LinearSolver {
     }
 }
 
+/// The highest order grokflow's BDF offers (see the BDF's module for why 6 and not 5).
+pub const BDF_MAX_ORDER: usize = 6;
+
 /// Options of one integration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
@@ -224,9 +229,10 @@ impl Options {
                     method.name()
                 )));
             }
-            if !(1..=6).contains(&q) {
+            if !(1..=BDF_MAX_ORDER).contains(&q) {
                 return Err(EngineError::InvalidInput(format!(
-                    "the BDF's maximum order must be 1 to 6 (BDF7 is unstable), got {q}"
+                    "the BDF's maximum order must be 1 to {BDF_MAX_ORDER} (BDF7 is unstable), \
+                     got {q}"
                 )));
             }
         }

@@ -21,9 +21,9 @@
 //! matrix: its solves fail, and the Newton iteration retries with another step size (B
 //! depends on it).
 //!
-//! With the stored J, blocks found equal at the linearisation point (matrix sensing, where
-//! R = I ⊗ S, but the loss does not form the Gram matrix) are inverted once, and B⁻¹ applies
-//! to all groups as one k×k by k×(d/k) product: matrix sensing at λ = 1e-6, rtol 1e-8 went
+//! With the stored J, blocks of more than [`SMALL_BLOCK`] parameters found equal at the
+//! linearisation point (matrix sensing, where R = I ⊗ S, but the loss does not form the Gram
+//! matrix) are inverted once, and B⁻¹ applies to all groups as one k×k by k×(d/k) product: matrix sensing at λ = 1e-6, rtol 1e-8 went
 //! from 16.1 to 13.3 ms (ten 10×10 inversions per factorisation were a tenth of its time).
 //!
 //! The identity loses digits when B is ill-conditioned (far from the manifold, where the
@@ -104,9 +104,9 @@ pub(crate) struct Structured {
     uniform_small: Option<usize>,
     /// Scratch of the stored-J solve: the right-hand side in `perm` order (d entries).
     tmp_p: Vec<f64>,
-    /// The stored-J blocks of R at θ_J are all equal and of one size k (matrix sensing: R
-    /// is I ⊗ S): one block is inverted, and B⁻¹ applies to the k×(d/k) matrix of the
-    /// groups' entries in one product.
+    /// The stored-J blocks of R at θ_J are all equal and of one size k > [`SMALL_BLOCK`]
+    /// (matrix sensing: R is I ⊗ S): one block is inverted, and B⁻¹ applies to the k×(d/k)
+    /// matrix of the groups' entries in one product.
     equal_blocks: Option<usize>,
 }
 
@@ -212,7 +212,8 @@ impl Structured {
         }
         res.curvature_blocks_into(at, &mut self.blocks);
         self.equal_blocks = match (&self.jacobian, uniform_size(&self.groups)) {
-            (Jacobian::Stored { .. }, Some(k)) if k > 0 && self.groups.len() > 1 => {
+            // Blocks of up to SMALL_BLOCK parameters keep their unrolled loops.
+            (Jacobian::Stored { .. }, Some(k)) if k > SMALL_BLOCK && self.groups.len() > 1 => {
                 let (first, rest) = self.blocks.split_at(k * k);
                 rest.chunks_exact(k * k).all(|b| b == first).then_some(k)
             }
@@ -596,8 +597,8 @@ fn inf_norm(a: &[f64], k: usize) -> f64 {
 /// row). False if a pivot vanishes or the condition number ‖a‖∞‖a⁻¹‖∞ exceeds
 /// [`MAX_BLOCK_CONDITION`]. The pivot row is zero left of the pivot, so each elimination
 /// updates only the columns from the pivot on, over slices the compiler vectorises (matrix
-/// sensing at λ = 1e-6, rtol 1e-8, ten 10×10 blocks per factorisation: 20.7 → 19.6 ms
-/// against full-width indexed rows).
+/// sensing at λ = 1e-6, rtol 1e-8, when it still inverted ten 10×10 blocks per
+/// factorisation: 20.7 → 19.6 ms against full-width indexed rows).
 fn invert_in_place(a: &mut [f64], k: usize, m: &mut Vec<f64>) -> bool {
     let norm = inf_norm(a, k);
     if !(k > 0 && norm.is_finite() && norm > 0.0) {
@@ -954,15 +955,43 @@ mod tests {
             let r = solve_and_check(&res, &mut st, abg);
             assert!(r < 1e-9, "{abg:?}: residual {r}");
         }
-        // One entry of the last block changed (symmetrically): every block is inverted again.
+        // R₀ = −(α/γ)e₁e₁ᵀ makes every block singular (B = α(I − e₁e₁ᵀ) in each group) but
+        // not A, whose four null directions of B the six residuals cover: the factorisation
+        // falls back to the assembled matrix, which is exact.
+        let abg = (1.0, 5.0, 2.0);
+        let saved = res.blocks.clone();
+        for block in res.blocks.chunks_exact_mut(25) {
+            block.fill(0.0);
+            block[0] = -abg.0 / abg.2;
+        }
+        st.linearise(&res, &vec![0.0; d]);
+        assert_eq!(st.equal_blocks, Some(5));
+        let f = st.factorise_with(0.1, abg.0, abg.1, abg.2);
+        assert!(f.fallback && matches!(st.factor, Some((_, Factor::Dense(_)))));
+        let r = solve_and_check(&res, &mut st, abg);
+        assert!(r < 1e-9, "fallback: residual {r}");
+        // One entry of the last block changed (symmetrically) and the same solve linearised
+        // again: every block is inverted.
+        res.blocks = saved;
         res.blocks[3 * 25 + 1] += 0.25;
         res.blocks[3 * 25 + 5] += 0.25;
-        let mut st = res.structured();
+        st.linearise(&res, &vec![0.0; d]);
         assert_eq!(st.equal_blocks, None);
         for abg in CASES {
             st.factorise_with(0.1, abg.0, abg.1, abg.2);
             let r = solve_and_check(&res, &mut st, abg);
             assert!(r < 1e-9, "{abg:?}: residual {r}");
+        }
+        // Equal blocks of two parameters keep the unrolled path.
+        let pairs: Vec<Vec<usize>> = (0..5).map(|g| vec![g, g + 5]).collect();
+        let mut res = Fixed::new(pairs, 4, 10, 9, true);
+        res.shared = false;
+        let mut st = res.structured();
+        assert_eq!((st.equal_blocks, st.uniform_small), (None, Some(2)));
+        for abg in CASES {
+            st.factorise_with(0.1, abg.0, abg.1, abg.2);
+            let r = solve_and_check(&res, &mut st, abg);
+            assert!(r < 1e-9, "pairs {abg:?}: residual {r}");
         }
     }
 

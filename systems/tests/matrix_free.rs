@@ -48,6 +48,31 @@ fn matrix_free_linear_regression_follows_the_exact_flow() {
 }
 
 #[test]
+fn the_preconditioned_matrix_free_solve_goes_to_order_six() {
+    // With residuals MINRES is preconditioned by Gauss–Newton and the default cap is 6, as
+    // for the direct solves (only an unpreconditioned solve stays at 5).
+    let lr = LinearRegression::generate(&LinearParams::default()).unwrap();
+    let flow = GradientFlow::regularised(&lr, 1e-6, TimeScale::Slow).unwrap();
+    let steps = |max_order| {
+        let opts = Options {
+            rtol: 1e-8,
+            atol: 1e-10,
+            s_end: 10.0,
+            max_steps: 100_000,
+            linear_solver: LinearSolver::MatrixFree,
+            max_order,
+        };
+        let out = integrate(&flow, lr.theta_init(), Method::Bdf, &opts, &mut []).unwrap();
+        assert_eq!(out.stop, StopReason::Finished);
+        out.stats.steps
+    };
+    let (default, six, five) = (steps(None), steps(Some(6)), steps(Some(5)));
+    eprintln!("matrix-free steps: {default} by default, {six} at order ≤ 6, {five} at ≤ 5");
+    assert_eq!(default, six);
+    assert!(six < five, "{six} steps at order ≤ 6 against {five} at ≤ 5");
+}
+
+#[test]
 fn matrix_free_matrix_completion_agrees_with_the_dense_solve() {
     let entry = registry()
         .into_iter()
