@@ -23,8 +23,10 @@
 //!
 //! With the stored J, blocks of more than [`SMALL_BLOCK`] parameters found equal at the
 //! linearisation point (matrix sensing, where R = I ⊗ S, but the loss does not form the Gram
-//! matrix) are inverted once, and B⁻¹ applies to all groups as one k×k by k×(d/k) product: matrix sensing at λ = 1e-6, rtol 1e-8 went
-//! from 16.1 to 13.3 ms (ten 10×10 inversions per factorisation were a tenth of its time).
+//! matrix) are inverted once, and B⁻¹ applies to all groups as one k×k by k×(d/k) product:
+//! matrix sensing at λ = 1e-6, rtol 1e-8 went from 16.1 to 13.3 ms (ten 10×10 inversions
+//! per factorisation were a tenth of its time).
+//!
 //! Where R's blocks are all zero at the linearisation point (affine residuals: linear
 //! regression), B = αI and JJᵀ is kept with J: a factorisation is an m×m copy and Cholesky,
 //! and W = Jᵀ/α is never formed (linear regression at λ = 1e-6: 0.90 → 0.62 ms at rtol 1e-4,
