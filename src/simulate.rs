@@ -124,9 +124,6 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.per_decade == 0 {
         bail!("--per-decade must be at least 1");
     }
-    if cfg.max_steps == 0 {
-        bail!("--max-steps must be at least 1");
-    }
     // What the engine would refuse (tolerances, solver and order against the method), refused
     // before Φ runs.
     Options {

@@ -142,7 +142,8 @@ pub(crate) fn probe_convex_quadratic(loss: &dyn Loss, theta: &[f64]) -> Result<(
     let w: Vec<f64> = (0..d)
         .map(|i| ((i + 1) as f64 * 0.754_877_666_246_693).fract() - 0.5)
         .collect();
-    let step = norm(theta).clamp(1.0, 1e100) / norm(&w).max(f64::MIN_POSITIVE);
+    let w_norm = norm(&w).max(f64::MIN_POSITIVE);
+    let step = norm(theta).clamp(1.0, 1e100) / w_norm;
     let moved: Vec<f64> = theta.iter().zip(&w).map(|(t, wi)| t + step * wi).collect();
     let (mut hv, mut hv_moved, mut hw) = (vec![0.0; d], vec![0.0; d], vec![0.0; d]);
     let (mut g, mut g_moved) = (vec![0.0; d], vec![0.0; d]);
@@ -154,7 +155,7 @@ pub(crate) fn probe_convex_quadratic(loss: &dyn Loss, theta: &[f64]) -> Result<(
     let fix = "return false from is_convex_quadratic (the default) unless ∇²F is the same \
                positive semidefinite matrix at every θ, and run grokflow_engine::check_derivatives \
                to find the fault";
-    let away = norm(&w) * step;
+    let away = w_norm * step;
     if ![&hv, &hv_moved, &hw, &g, &g_moved]
         .iter()
         .all(|x| crate::la::all_finite(x))
@@ -168,7 +169,7 @@ pub(crate) fn probe_convex_quadratic(loss: &dyn Loss, theta: &[f64]) -> Result<(
     let diff = distance(&hv, &hv_moved);
     let size = norm(&hv)
         .max(norm(&hv_moved))
-        .max(norm(&hw) * norm(&v) / norm(&w).max(f64::MIN_POSITIVE));
+        .max(norm(&hw) * norm(&v) / w_norm);
     let change = if diff == 0.0 { 0.0 } else { diff / size };
     if change > 1e-6 {
         return Err(format!(

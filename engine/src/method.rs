@@ -218,7 +218,7 @@ impl Options {
         }
         if self.max_steps == 0 {
             return Err(EngineError::InvalidInput(
-                "max_steps must be at least 1".into(),
+                "max_steps (--max-steps) must be at least 1".into(),
             ));
         }
         if let Some(q) = self.max_order {

@@ -484,32 +484,6 @@ impl Structured {
         match (factor, &self.jacobian) {
             (Factor::Refused, _) => return false,
             (Factor::Dense(f), _) => f.solve_vec(rhs),
-            (Factor::Affine { alpha, k }, _) => {
-                let Jacobian::Stored { jt, .. } = &self.jacobian else {
-                    unreachable!("an affine factorisation comes with the stored Jacobian")
-                };
-                // y = rhs/α (in `perm` order); u = K⁻¹ J y; rhs = y − Jᵀu/α.
-                let y = &mut self.tmp_d;
-                for (yq, &p) in y.iter_mut().zip(&self.perm) {
-                    *yq = rhs[p] / alpha;
-                }
-                let u = &mut self.tmp_m;
-                let (d, m) = (y.len(), u.len());
-                let jt = MatRef::from_column_major_slice(jt, d, m);
-                crate::la::matvec_into(jt.transpose(), y, u);
-                k.solve_vec(u);
-                matmul(
-                    MatMut::from_column_major_slice_mut(y, d, 1),
-                    Accum::Add,
-                    jt,
-                    MatRef::from_column_major_slice(u, m, 1),
-                    -1.0 / alpha,
-                    Par::Seq,
-                );
-                for (q, &p) in self.perm.iter().enumerate() {
-                    rhs[p] = y[q];
-                }
-            }
             (Factor::Shared { cinv, k }, Jacobian::Shared { theta }) => {
                 // y = (I ⊗ C) rhs; u = K⁻¹ J y; rhs = y − (I ⊗ C) Jᵀ u.
                 let (y, z) = (&mut self.tmp_a, &mut self.tmp_b);
@@ -527,41 +501,55 @@ impl Structured {
             (Factor::Shared { .. }, Jacobian::Stored { .. }) => {
                 unreachable!("a shared factorisation comes with the shared Jacobian")
             }
-            (Factor::Woodbury { binv, w, k }, _) => {
+            (Factor::Woodbury { .. } | Factor::Affine { .. }, _) => {
                 let Jacobian::Stored { jt, .. } = &self.jacobian else {
-                    unreachable!("a Woodbury factorisation comes with the stored Jacobian")
+                    unreachable!("a stored-J factorisation comes with the stored Jacobian")
                 };
-                // y = B⁻¹ rhs, in `perm` order (rhs gathered into it first).
+                // y = B⁻¹ rhs, in `perm` order (rhs gathered into it first), and W = B⁻¹Jᵀ as a
+                // stored matrix and a scale.
                 let (x, y) = (&mut self.tmp_p, &mut self.tmp_d);
                 for (xq, &p) in x.iter_mut().zip(&self.perm) {
                     *xq = rhs[p];
                 }
                 let d = x.len();
-                if let Some(k) = self.equal_blocks {
-                    matmul(
-                        MatMut::from_column_major_slice_mut(y, k, d / k),
-                        Accum::Replace,
-                        MatRef::from_row_major_slice(&binv[..k * k], k, k),
-                        MatRef::from_column_major_slice(x, k, d / k),
-                        1.0,
-                        Par::Seq,
-                    );
-                } else if let Some(k) = self.uniform_small {
-                    blocks_times(k, binv, x, y);
-                } else {
-                    for (g, group) in self.groups.iter().enumerate() {
-                        let (kk, o) = (group.len(), self.starts[g]);
-                        let b = &binv[self.offsets[g]..self.offsets[g] + kk * kk];
-                        let xg = &x[o..o + kk];
-                        for (a, ya) in y[o..o + kk].iter_mut().enumerate() {
-                            *ya = b[a * kk..(a + 1) * kk]
-                                .iter()
-                                .zip(xg)
-                                .map(|(p, q)| p * q)
-                                .sum();
+                let (w, w_scale, k) = match factor {
+                    Factor::Affine { alpha, k } => {
+                        // B = αI: W = Jᵀ/α.
+                        for (yq, xq) in y.iter_mut().zip(x.iter()) {
+                            *yq = xq / alpha;
                         }
+                        (&jt[..], 1.0 / alpha, k)
                     }
-                }
+                    Factor::Woodbury { binv, w, k } => {
+                        if let Some(k) = self.equal_blocks {
+                            matmul(
+                                MatMut::from_column_major_slice_mut(y, k, d / k),
+                                Accum::Replace,
+                                MatRef::from_row_major_slice(&binv[..k * k], k, k),
+                                MatRef::from_column_major_slice(x, k, d / k),
+                                1.0,
+                                Par::Seq,
+                            );
+                        } else if let Some(k) = self.uniform_small {
+                            blocks_times(k, binv, x, y);
+                        } else {
+                            for (g, group) in self.groups.iter().enumerate() {
+                                let (kk, o) = (group.len(), self.starts[g]);
+                                let b = &binv[self.offsets[g]..self.offsets[g] + kk * kk];
+                                let xg = &x[o..o + kk];
+                                for (a, ya) in y[o..o + kk].iter_mut().enumerate() {
+                                    *ya = b[a * kk..(a + 1) * kk]
+                                        .iter()
+                                        .zip(xg)
+                                        .map(|(p, q)| p * q)
+                                        .sum();
+                                }
+                            }
+                        }
+                        (&w[..], 1.0, k)
+                    }
+                    _ => unreachable!("matched Woodbury or Affine above"),
+                };
                 // u = K⁻¹ Jᵀᵀ y; y ← y − W u; rhs = y back in parameter order.
                 let u = &mut self.tmp_m;
                 let m = u.len();
@@ -572,7 +560,7 @@ impl Structured {
                     Accum::Add,
                     MatRef::from_column_major_slice(w, d, m),
                     MatRef::from_column_major_slice(u, m, 1),
-                    -1.0,
+                    -w_scale,
                     Par::Seq,
                 );
                 for (q, &p) in self.perm.iter().enumerate() {
