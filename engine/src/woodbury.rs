@@ -42,6 +42,7 @@
 //! nothing to B.
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Par};
 
 use crate::flow::GradientFlow;
@@ -236,14 +237,7 @@ impl Structured {
                 let (d, m) = (self.perm.len(), self.m);
                 let mut gram = self.gram.take().unwrap_or_else(|| DMat::zeros(m, m));
                 let jt = MatRef::from_column_major_slice(jt, d, m);
-                matmul(
-                    gram.as_mut(),
-                    Accum::Replace,
-                    jt.transpose(),
-                    jt,
-                    1.0,
-                    Par::Seq,
-                );
+                symmetric_product(gram.as_mut(), jt, jt, false);
                 Some(gram)
             }
             _ => None,
@@ -427,15 +421,9 @@ impl Structured {
             MatRef::from_column_major_slice(jt, d, m),
             MatRef::from_column_major_slice(&w, d, m),
         );
-        let k = Factorisation::build(m, k_old, |mut kk, _| {
-            matmul(
-                kk.as_mut(),
-                Accum::Replace,
-                jt_ref.transpose(),
-                w_ref,
-                1.0,
-                Par::Seq,
-            );
+        let k = Factorisation::build(m, k_old, |mut kk, lower| {
+            // J B⁻¹ Jᵀ is symmetric: Cholesky reads its lower triangle only, half the product.
+            symmetric_product(kk.as_mut(), jt_ref, w_ref, lower);
             for i in 0..m {
                 kk[(i, i)] += 1.0 / beta;
             }
@@ -602,6 +590,35 @@ fn apply_shared(
     }
 }
 
+/// dst = Aᵀ B for d×m A and B with AᵀB symmetric: with `lower`, only its lower triangle is
+/// computed (about half the m²d products; Cholesky reads nothing else), else all of it, the
+/// upper triangle mirrored from the lower.
+fn symmetric_product(
+    mut dst: MatMut<'_, f64>,
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    lower: bool,
+) {
+    triangular::matmul(
+        dst.as_mut(),
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        b,
+        BlockStructure::Rectangular,
+        1.0,
+        Par::Seq,
+    );
+    if !lower {
+        for j in 1..dst.ncols() {
+            for i in 0..j {
+                dst[(i, j)] = dst[(j, i)];
+            }
+        }
+    }
+}
+
 /// dst ← (I ⊗ B) src for the k×k row-major blocks concatenated in `blocks`, one per
 /// k entries of `src` (k ≤ [`SMALL_BLOCK`]: the loops are unrolled for each size).
 fn blocks_times(k: usize, blocks: &[f64], src: &[f64], dst: &mut [f64]) {
@@ -643,6 +660,23 @@ fn shifted_block_inverse(
         let p = alpha + gamma * r[0];
         b[0] = 1.0 / p;
         return p.is_finite() && p != 0.0 && b[0].is_finite();
+    }
+    if k == 2 {
+        // The diagonal network's blocks: the adjugate over the determinant, refused as
+        // Gauss–Jordan refuses, on the condition number ‖a‖∞‖a⁻¹‖∞ (a vanishing
+        // determinant makes it infinite).
+        let (p, q, s, t) = (
+            alpha + gamma * r[0],
+            gamma * r[1],
+            gamma * r[2],
+            alpha + gamma * r[3],
+        );
+        let norm = (p.abs() + q.abs()).max(s.abs() + t.abs());
+        let det = p * t - q * s;
+        b.copy_from_slice(&[t / det, -q / det, -s / det, p / det]);
+        // Every entry finite: `inf_norm`'s maximum would pass over a NaN.
+        let finite = b.iter().chain(&[p, q, s, t]).all(|x| x.is_finite());
+        return finite && norm > 0.0 && norm * inf_norm(b, 2) <= MAX_BLOCK_CONDITION;
     }
     for (bi, ri) in b.iter_mut().zip(r) {
         *bi = gamma * ri;
@@ -1118,6 +1152,79 @@ mod tests {
                 let p: f64 = (0..k).map(|l| a[i * k + l] * inv[l * k + j]).sum();
                 let want = if i == j { 1.0 } else { 0.0 };
                 assert!((p - want).abs() < 1e-12, "({i},{j}): {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_by_two_blocks_are_inverted_in_closed_form_as_gauss_jordan_inverts_them() {
+        // (α, γ, r): generic, a zero leading entry (Gauss–Jordan swaps rows), indefinite.
+        let cases = [
+            (1.0, 0.5, [2.0, 0.3, 0.3, -1.0]),
+            (0.0, 1.0, [0.0, 2.0, 3.0, 1.0]),
+            (1e-3, 7.0, [1.0, -2.0, -2.0, 0.5]),
+            (2.0, 1e6, [1e-3, 4e-4, 4e-4, 2e-4]),
+        ];
+        for (alpha, gamma, r) in cases {
+            let mut closed = [0.0; 4];
+            assert!(shifted_block_inverse(
+                &mut closed,
+                &r,
+                2,
+                alpha,
+                gamma,
+                &mut Vec::new()
+            ));
+            let mut gj = [
+                alpha + gamma * r[0],
+                gamma * r[1],
+                gamma * r[2],
+                alpha + gamma * r[3],
+            ];
+            assert!(invert_in_place(&mut gj, 2, &mut Vec::new()));
+            let scale = inf_norm(&gj, 2);
+            for (c, g) in closed.iter().zip(&gj) {
+                assert!(
+                    (c - g).abs() <= 1e-13 * scale,
+                    "{r:?}: {closed:?} against {gj:?}"
+                );
+            }
+        }
+        // Refused: singular, condition number 1e10 (as Gauss–Jordan refuses them), non-finite.
+        for (alpha, r) in [
+            (0.0, [1.0, 2.0, 2.0, 4.0]),
+            (0.0, [1.0, 0.0, 0.0, 1e-10]),
+            (1.0, [f64::INFINITY, 0.0, 0.0, 1.0]),
+            (1.0, [f64::NAN, 0.0, 0.0, 1.0]),
+        ] {
+            let mut b = [0.0; 4];
+            assert!(
+                !shifted_block_inverse(&mut b, &r, 2, alpha, 1.0, &mut Vec::new()),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_symmetric_product_fills_the_lower_triangle_or_all_of_it() {
+        let (d, m) = (13, 6);
+        let next = |q: usize| ((q as f64 + 1.0) * 0.754_877_666_246_693).fract() - 0.5;
+        let a = DMat::from_fn(d, m, |i, j| next(i * m + j));
+        // B = S A for a symmetric S, so that AᵀB = AᵀSA is symmetric.
+        let s = DMat::from_fn(d, d, |i, j| next(i.max(j) * d + i.min(j) + 500));
+        let b = &s * &a;
+        let want = a.transpose() * &b;
+        for lower in [true, false] {
+            let mut got = DMat::from_fn(m, m, |_, _| f64::NAN);
+            symmetric_product(got.as_mut(), a.as_ref(), b.as_ref(), lower);
+            for j in 0..m {
+                for i in 0..m {
+                    if lower && i < j {
+                        continue;
+                    }
+                    let e = (got[(i, j)] - want[(i, j)]).abs();
+                    assert!(e < 1e-13, "lower = {lower}, ({i}, {j}): {e}");
+                }
             }
         }
     }

@@ -441,11 +441,13 @@ impl Residuals for DiagonalNetwork {
     }
     /// ∂rᵢ/∂uⱼ = Aᵢⱼvⱼ, ∂rᵢ/∂vⱼ = Aᵢⱼuⱼ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        // Column by column: J and A are column-major, so each column is one contiguous pass.
         let p = self.p();
-        for i in 0..self.x.len() {
-            for j in 0..p {
-                jac[(i, j)] = self.a[(i, j)] * theta[p + j];
-                jac[(i, p + j)] = self.a[(i, j)] * theta[j];
+        for j in 0..p {
+            for i in 0..self.x.len() {
+                let a = self.a[(i, j)];
+                jac[(i, j)] = a * theta[p + j];
+                jac[(i, p + j)] = a * theta[j];
             }
         }
     }
