@@ -83,6 +83,13 @@ pub trait Residuals {
     /// jac ← ∂r/∂θ (m×d, every entry written).
     fn jacobian_into(&self, theta: &[f64], jac: MatMut<'_, f64>);
 
+    /// jt ← (∂r/∂θ)ᵀ (d×m, every entry written), the layout of the structured solve. The
+    /// default writes [`Residuals::jacobian_into`] through a transposed view; a loss that
+    /// produces J a residual (a column of Jᵀ) at a time overrides it to write contiguously.
+    fn jacobian_transpose_into(&self, theta: &[f64], mut jt: MatMut<'_, f64>) {
+        self.jacobian_into(theta, jt.as_mut().transpose_mut());
+    }
+
     /// True when [`Residuals::jvp_into`], [`Residuals::vjp_into`] and
     /// [`Residuals::gram_into`] exploit structure and cost less than a dense m×d Jacobian.
     /// The matrix-free Newton solve then calls them as they are; otherwise it assembles J

@@ -80,9 +80,9 @@ enum Factor {
 
 /// Where J comes from.
 enum Jacobian {
-    /// J (m×d) at θ_J, and Jᵀ with its rows in `perm` order (d×m, column-major): each
-    /// group's rows are contiguous.
-    Stored { jac: DMat, jt: Vec<f64> },
+    /// Jᵀ (d×m) at θ_J as the loss writes it, and again with its rows in `perm` order
+    /// (column-major): each group's rows are contiguous.
+    Stored { jtp: DMat, jt: Vec<f64> },
     /// θ_J only: J and Jᵀ through the loss's products, K through its shared-block Gram matrix.
     Shared { theta: Vec<f64> },
 }
@@ -182,7 +182,7 @@ impl Structured {
             }
         } else {
             Jacobian::Stored {
-                jac: DMat::zeros(m, d),
+                jtp: DMat::zeros(d, m),
                 jt: vec![0.0; d * m],
             }
         };
@@ -212,12 +212,17 @@ impl Structured {
     /// J and R at `at`; the factorisation is dropped.
     pub(crate) fn linearise(&mut self, res: &dyn Residuals, at: &[f64]) {
         match &mut self.jacobian {
-            Jacobian::Stored { jac, jt } => {
-                res.jacobian_into(at, jac.as_mut());
+            Jacobian::Stored { jtp, jt } => {
+                res.jacobian_transpose_into(at, jtp.as_mut());
                 let d = self.perm.len();
                 for (i, col) in jt.chunks_exact_mut(d).enumerate() {
+                    let src = jtp
+                        .col(i)
+                        .try_as_col_major()
+                        .expect("an owned matrix's columns are contiguous")
+                        .as_slice();
                     for (x, &p) in col.iter_mut().zip(&self.perm) {
-                        *x = jac[(i, p)];
+                        *x = src[p];
                     }
                 }
             }
@@ -350,10 +355,10 @@ impl Structured {
             Some((_, Factor::Woodbury { binv, w, k })) => Some((binv, w, k)),
             _ => None,
         };
-        let Jacobian::Stored { jac, jt } = &self.jacobian else {
+        let Jacobian::Stored { jtp, jt } = &self.jacobian else {
             unreachable!("the Woodbury factorisation needs the stored Jacobian")
         };
-        let (m, d) = (jac.nrows(), jac.ncols());
+        let (d, m) = (jtp.nrows(), jtp.ncols());
         let (mut binv, mut w, k_old) = match recycled {
             Some((b, w, k)) => (b, w, Some(k)),
             None => (vec![0.0; self.blocks.len()], vec![0.0; d * m], None),
@@ -373,7 +378,7 @@ impl Structured {
             }
         }
         if !invertible {
-            let f = self.dense(jac, alpha, beta, gamma);
+            let f = self.dense(jtp.transpose(), alpha, beta, gamma);
             let cholesky = f.is_cholesky();
             self.factor = Some((c, Factor::Dense(f)));
             return Factored {
@@ -438,7 +443,7 @@ impl Structured {
     }
 
     /// A = αI + βJᵀJ + γR assembled from `jac` and factorised.
-    fn dense(&self, jac: &DMat, alpha: f64, beta: f64, gamma: f64) -> Factorisation {
+    fn dense(&self, jac: MatRef<'_, f64>, alpha: f64, beta: f64, gamma: f64) -> Factorisation {
         let d = jac.ncols();
         Factorisation::build(d, None, |mut a, _| {
             matmul(

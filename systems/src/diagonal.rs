@@ -451,6 +451,19 @@ impl Residuals for DiagonalNetwork {
             }
         }
     }
+
+    /// Jᵀ residual by residual: column i is (aᵢ ⊙ v, aᵢ ⊙ u), written contiguously.
+    fn jacobian_transpose_into(&self, theta: &[f64], mut jt: MatMut<'_, f64>) {
+        let p = self.p();
+        for i in 0..self.x.len() {
+            let mut col = jt.as_mut().col_mut(i);
+            for j in 0..p {
+                let a = self.a[(i, j)];
+                col[j] = a * theta[p + j];
+                col[p + j] = a * theta[j];
+            }
+        }
+    }
 }
 
 impl Observables for DiagonalNetwork {

@@ -507,11 +507,17 @@ impl Residuals for MatrixSensing {
     }
     /// ∂rₖ/∂U = 2AₖU.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+        self.jacobian_transpose_into(theta, jac.as_mut().transpose_mut());
+    }
+
+    /// Column k of Jᵀ is 2·vec(AₖU), row k of the stack AU: one contiguous pass each.
+    fn jacobian_transpose_into(&self, theta: &[f64], mut jt: MatMut<'_, f64>) {
         let nr = self.n * self.r;
         self.with_residuals(theta, |_, au| {
-            for k in 0..self.a.len() {
-                for c in 0..nr {
-                    jac[(k, c)] = 2.0 * au[k * nr + c];
+            for (k, row) in au.chunks_exact(nr).enumerate() {
+                let mut col = jt.as_mut().col_mut(k);
+                for (c, &v) in row.iter().enumerate() {
+                    col[c] = 2.0 * v;
                 }
             }
         })

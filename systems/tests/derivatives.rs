@@ -134,6 +134,21 @@ fn residual_jacobians_and_their_products_match() {
                 }
             }
             assert!(worst < 1e-6, "{label}: residual Jacobian off by {worst}");
+            // The transposed layout (a loss's own, or the default's view) holds the same J,
+            // in storage filled with NaN first so that an entry left unwritten shows.
+            let mut jt = DMat::from_fn(d, m, |_, _| f64::NAN);
+            res.jacobian_transpose_into(&theta, jt.as_mut());
+            for i in 0..m {
+                for j in 0..d {
+                    assert_eq!(
+                        jt[(j, i)].to_bits(),
+                        jac[(i, j)].to_bits(),
+                        "{label}: Jᵀ[{j}, {i}] = {} against J[{i}, {j}] = {}",
+                        jt[(j, i)],
+                        jac[(i, j)]
+                    );
+                }
+            }
 
             let v = gaussian_vec(&mut g, d, 1.0);
             let u = gaussian_vec(&mut g, m, 1.0);

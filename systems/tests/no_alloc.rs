@@ -60,6 +60,7 @@ fn derivative_evaluations_do_not_allocate() {
         let res = system.residuals().expect("least squares");
         let mut r = vec![0.0; res.count()];
         let mut jac = DMat::zeros(res.count(), d);
+        let mut jt = DMat::zeros(d, res.count());
         let mut all = || {
             let _ = system.value(&theta);
             system.gradient_into(&theta, &mut g);
@@ -67,6 +68,7 @@ fn derivative_evaluations_do_not_allocate() {
             system.hvp_into(&theta, &v, &mut hv);
             res.residuals_into(&theta, &mut r);
             res.jacobian_into(&theta, jac.as_mut());
+            res.jacobian_transpose_into(&theta, jt.as_mut());
         };
         // Warm the scratch pools (twice: nested buffers settle in the pool's order).
         all();
@@ -105,10 +107,15 @@ fn derivative_evaluations_do_not_allocate() {
                 entry.name,
                 count(|| res.jacobian_into(&theta, jac.as_mut()))
             );
+            eprintln!(
+                "{}: transposed jacobian {}",
+                entry.name,
+                count(|| res.jacobian_transpose_into(&theta, jt.as_mut()))
+            );
         }
         assert_eq!(
             n, 0,
-            "{}: {n} allocations in value/gradient/Hessian/H·v/residuals/Jacobian",
+            "{}: {n} allocations in value/gradient/Hessian/H·v/residuals/Jacobian/Jᵀ",
             entry.name
         );
     }
