@@ -25,7 +25,7 @@ use crate::loss::Residuals;
 use crate::method::{LinearCapabilities, LinearSolver, Method, Options};
 use crate::observe::{notify, Control, DenseOutput, Observer, RunInfo, StepView, StopReason};
 use crate::run::{Outcome, SolverStats};
-use crate::woodbury::{shared_block, valid_groups, Structured};
+use crate::woodbury::{rank_one_groups, shared_block, valid_groups, Kind, Structured};
 
 /// The highest order of the formulas. General-purpose codes (ode15s, scipy's `BDF`, CVODE,
 /// LSODE) stop at 5 because BDF6 is A(α)-stable only for α ≈ 17.8°: unstable on eigenvalues
@@ -370,7 +370,14 @@ impl<'f, 'a> Bdf<'f, 'a> {
         let linear = match (chosen, res, groups) {
             (LinearSolver::MatrixFree, _, _) => Linear::MatrixFree(Box::new(MatrixFree::new(n))),
             (LinearSolver::Structured, Some(r), Some(g)) => {
-                Linear::Structured(Box::new(Structured::new(g, r.count(), n, shared)))
+                let kind = if shared {
+                    Kind::Shared
+                } else if rank_one_groups(r, &g, theta0) {
+                    Kind::RankOne
+                } else {
+                    Kind::Stored
+                };
+                Linear::Structured(Box::new(Structured::new(g, r.count(), n, kind)))
             }
             _ => Linear::Dense {
                 jac: DMat::zeros(n, n),

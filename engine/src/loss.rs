@@ -135,6 +135,25 @@ pub trait Residuals {
         out.fill(0.0);
     }
 
+    /// For residuals r(θ) = Aβ(θ) − b with a constant m×G matrix A whose column g multiplies
+    /// a coefficient β_g that depends only on the parameters of curvature group g (a diagonal
+    /// network: β_j = u_j v_j on the group (u_j, v_j)): A, one column per group in the order
+    /// of [`Residuals::curvature_groups`]. J's columns on group g are then a_g∇β_gᵀ, rank
+    /// one, and the structured solve works with A and the ∇β_g
+    /// ([`Residuals::coefficient_gradients_into`]) instead of the m×d J: for pairs, half the
+    /// products. None (the default) when the residuals are not of this form.
+    fn group_features(&self) -> Option<MatRef<'_, f64>> {
+        None
+    }
+
+    /// out ← ∇β_g(θ) for every group g, concatenated in the order of
+    /// [`Residuals::curvature_groups`], each in its group's parameter order (d entries), and
+    /// true; false (the default) when not provided. The structured solve uses the two only
+    /// after checking A∇β against [`Residuals::jacobian_into`] at the initial point.
+    fn coefficient_gradients_into(&self, _theta: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
+
     /// True when every curvature group has the same size k and R's blocks are all equal (R =
     /// I ⊗ R₀ once the groups are made contiguous), and [`Residuals::shared_block_gram_into`]
     /// exploits structure. The structured solve then inverts one k×k block and never stores

@@ -7,7 +7,7 @@
 //! Since ‖u‖² + ‖v‖² ≥ 2‖β‖₁, the slow phase is ℓ1 minimisation on the interpolating set: the
 //! estimator becomes sparse and recovers the sparse teacher.
 
-use grokflow_engine::la::{DMat, MatMut};
+use grokflow_engine::la::{DMat, MatMut, MatRef};
 use grokflow_engine::{Loss, Observables, Residuals};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -450,6 +450,20 @@ impl Residuals for DiagonalNetwork {
                 jac[(i, p + j)] = a * theta[j];
             }
         }
+    }
+
+    /// r = Aβ − y with β_j = u_j v_j on the group (u_j, v_j): A's columns, one per group.
+    fn group_features(&self) -> Option<MatRef<'_, f64>> {
+        Some(self.a.as_ref())
+    }
+
+    /// ∇β_j = (v_j, u_j), group after group.
+    fn coefficient_gradients_into(&self, theta: &[f64], out: &mut [f64]) -> bool {
+        let p = self.p();
+        for (j, pair) in out.chunks_exact_mut(2).enumerate() {
+            pair.copy_from_slice(&[theta[p + j], theta[j]]);
+        }
+        true
     }
 
     /// Jᵀ residual by residual: column i is (aᵢ ⊙ v, aᵢ ⊙ u), written contiguously.

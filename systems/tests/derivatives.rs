@@ -134,6 +134,31 @@ fn residual_jacobians_and_their_products_match() {
                 }
             }
             assert!(worst < 1e-6, "{label}: residual Jacobian off by {worst}");
+            // Rank-one groups: A's column times ∇β_g gives J's columns on group g.
+            if let Some(a) = res.group_features() {
+                let groups = res
+                    .curvature_groups()
+                    .expect("rank-one groups are curvature groups");
+                let mut grads = vec![0.0; d];
+                assert!(
+                    res.coefficient_gradients_into(&theta, &mut grads),
+                    "{label}"
+                );
+                assert_eq!((a.nrows(), a.ncols()), (m, groups.len()), "{label}");
+                let mut q = 0;
+                for (g, group) in groups.iter().enumerate() {
+                    for &p in group {
+                        for i in 0..m {
+                            let e = (a[(i, g)] * grads[q] - jac[(i, p)]).abs();
+                            assert!(
+                                e <= 1e-15 * jac[(i, p)].abs().max(1.0),
+                                "{label}: J[{i}, {p}] off by {e}"
+                            );
+                        }
+                        q += 1;
+                    }
+                }
+            }
             // The transposed layout (a loss's own, or the default's view) holds the same J,
             // in storage filled with NaN first so that an entry left unwritten shows.
             let mut jt = DMat::from_fn(d, m, |_, _| f64::NAN);
