@@ -149,7 +149,8 @@ pub trait Residuals {
     /// out ← ∇β_g(θ) for every group g, concatenated in the order of
     /// [`Residuals::curvature_groups`], each in its group's parameter order (d entries), and
     /// true; false (the default) when not provided. The structured solve uses the two only
-    /// after checking A∇β against [`Residuals::jacobian_into`] at the initial point.
+    /// after checking A∇β against [`Residuals::jacobian_into`] at the initial point and at a
+    /// point nearby.
     fn coefficient_gradients_into(&self, _theta: &[f64], _out: &mut [f64]) -> bool {
         false
     }

@@ -168,10 +168,12 @@ pub(crate) fn shared_block(res: &dyn Residuals, groups: &[Vec<usize>]) -> bool {
     res.has_shared_block_gram() && res.has_structured_products() && uniform_size(groups).is_some()
 }
 
-/// True when `res` declares rank-one groups ([`Residuals::group_features`]) that hold at θ:
-/// A is m×G for the G `groups`, the coefficient gradients are given, and A∇β reproduces
-/// [`Residuals::jacobian_into`] there to 1e-12 of J's largest entry (a declaration that does
-/// not is ignored, and J is stored instead).
+/// True when `res` declares rank-one groups ([`Residuals::group_features`]) that hold: A is
+/// m×G for the G `groups`, the coefficient gradients are given, and A∇β reproduces
+/// [`Residuals::jacobian_into`] to 1e-12 of J's largest entry at θ and at a fixed nearby
+/// point (θ alone may say nothing: at θ = 0 a diagonal network's J and ∇β vanish), where J
+/// must not vanish everywhere and every ∇β_g must be non-zero at one of the two. A
+/// declaration that does not hold is ignored, and J is stored instead.
 pub(crate) fn rank_one_groups(res: &dyn Residuals, groups: &[Vec<usize>], theta: &[f64]) -> bool {
     let Some(a) = res.group_features() else {
         return false;
@@ -180,30 +182,36 @@ pub(crate) fn rank_one_groups(res: &dyn Residuals, groups: &[Vec<usize>], theta:
     if a.nrows() != m || a.ncols() != groups.len() {
         return false;
     }
-    let mut grads = vec![0.0; d];
-    if !res.coefficient_gradients_into(theta, &mut grads) {
-        return false;
-    }
-    let mut jac = DMat::zeros(m, d);
-    res.jacobian_into(theta, jac.as_mut());
-    let scale = (0..d)
-        .flat_map(|p| (0..m).map(move |i| (i, p)))
-        .fold(0.0_f64, |s, (i, p)| s.max(jac[(i, p)].abs()));
-    let mut q = 0;
-    for (g, group) in groups.iter().enumerate() {
-        for &p in group {
-            for i in 0..m {
-                // A NaN anywhere fails the comparison and the declaration with it.
-                let e = a[(i, g)] * grads[q] - jac[(i, p)];
-                let holds = e.abs() <= 1e-12 * scale;
-                if !holds {
-                    return false;
+    let nearby: Vec<f64> = (0..d)
+        .map(|i| theta[i] + 0.1 * (1.0 + theta[i].abs()) * ((i as f64 + 1.0) * 0.618).sin())
+        .collect();
+    let (mut grads, mut jac) = (vec![0.0; d], DMat::zeros(m, d));
+    let mut seen = vec![false; groups.len()];
+    for point in [theta, &nearby[..]] {
+        if !res.coefficient_gradients_into(point, &mut grads) {
+            return false;
+        }
+        res.jacobian_into(point, jac.as_mut());
+        let scale = (0..d)
+            .flat_map(|p| (0..m).map(move |i| (i, p)))
+            .fold(0.0_f64, |s, (i, p)| s.max(jac[(i, p)].abs()));
+        let mut q = 0;
+        for (g, group) in groups.iter().enumerate() {
+            for &p in group {
+                seen[g] |= grads[q] != 0.0 && scale > 0.0;
+                for i in 0..m {
+                    // A NaN anywhere fails the comparison and the declaration with it.
+                    let e = a[(i, g)] * grads[q] - jac[(i, p)];
+                    let holds = e.abs() <= 1e-12 * scale;
+                    if !holds {
+                        return false;
+                    }
                 }
+                q += 1;
             }
-            q += 1;
         }
     }
-    true
+    seen.iter().all(|&s| s)
 }
 
 /// The size every group has, if they all have one (None for no groups).
@@ -307,7 +315,8 @@ impl Structured {
             Jacobian::Shared { theta } => theta.copy_from_slice(at),
             Jacobian::RankOne { grads } => {
                 // Checked to be given when the solve was set up (rank_one_groups).
-                res.coefficient_gradients_into(at, grads);
+                let given = res.coefficient_gradients_into(at, grads);
+                debug_assert!(given, "coefficient gradients were given at set-up");
             }
         }
         res.curvature_blocks_into(at, &mut self.blocks);
@@ -932,8 +941,9 @@ fn shifted_block_inverse(
         let norm = (p.abs() + q.abs()).max(s.abs() + t.abs());
         let det = p * t - q * s;
         b.copy_from_slice(&[t / det, -q / det, -s / det, p / det]);
-        // Every entry finite: `inf_norm`'s maximum would pass over a NaN.
-        let finite = b.iter().chain(&[p, q, s, t]).all(|x| x.is_finite());
+        // Every entry finite (`inf_norm`'s maximum would pass over a NaN), and the
+        // determinant too: one that overflows would make the inverse zero.
+        let finite = b.iter().chain(&[p, q, s, t, det]).all(|x| x.is_finite()) && det != 0.0;
         return finite && norm > 0.0 && norm * inf_norm(b, 2) <= MAX_BLOCK_CONDITION;
     }
     for (bi, ri) in b.iter_mut().zip(r) {
@@ -1495,12 +1505,15 @@ mod tests {
                 );
             }
         }
-        // Refused: singular, condition number 1e10 (as Gauss–Jordan refuses them), non-finite.
+        // Refused: singular, condition number 1e10 (as Gauss–Jordan refuses them), non-finite,
+        // and out of the closed form's range.
         for (alpha, r) in [
             (0.0, [1.0, 2.0, 2.0, 4.0]),
             (0.0, [1.0, 0.0, 0.0, 1e-10]),
             (1.0, [f64::INFINITY, 0.0, 0.0, 1.0]),
             (1.0, [f64::NAN, 0.0, 0.0, 1.0]),
+            // A determinant that overflows (the adjugate over it would be zero).
+            (0.0, [1e200, 0.0, 0.0, 1e200]),
         ] {
             let mut b = [0.0; 4];
             assert!(
@@ -1546,8 +1559,11 @@ mod tests {
             assert!(rank_one_groups(&res, &groups, &vec![0.0; d]));
             let mut st = Structured::new(groups.clone(), m, d, Kind::RankOne);
             st.linearise(&res, &vec![0.0; d]);
-            for abg in CASES {
+            // Positive definite B gives a positive definite K (Cholesky); the indefinite and
+            // stiff cases an indefinite one (the LU of the mirrored lower triangle).
+            for (abg, cholesky) in CASES.into_iter().zip([true, false, false]) {
                 let f = st.factorise_rank_one(&res, abg.1, abg.0, abg.1, abg.2);
+                assert_eq!(f.cholesky, cholesky, "d = {d}, {abg:?}");
                 assert!(!f.fallback && f.factorised, "{abg:?}");
                 assert!(matches!(st.factor, Some((_, Factor::RankOne { .. }))));
                 let r = solve_and_check(&res, &mut st, abg);
@@ -1588,5 +1604,73 @@ mod tests {
             &groups,
             &theta
         ));
+    }
+
+    /// r = A(u ⊙ v) on pairs (u_j, v_j), declaring `declared` as its A.
+    struct Pairs {
+        a: DMat,
+        declared: DMat,
+    }
+
+    impl Residuals for Pairs {
+        fn count(&self) -> usize {
+            self.a.nrows()
+        }
+        fn scale(&self) -> f64 {
+            1.0
+        }
+        fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
+            let p = self.a.ncols();
+            for (i, ri) in r.iter_mut().enumerate() {
+                *ri = (0..p)
+                    .map(|j| self.a[(i, j)] * theta[j] * theta[p + j])
+                    .sum();
+            }
+        }
+        fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
+            let p = self.a.ncols();
+            for j in 0..p {
+                for i in 0..self.a.nrows() {
+                    jac[(i, j)] = self.a[(i, j)] * theta[p + j];
+                    jac[(i, p + j)] = self.a[(i, j)] * theta[j];
+                }
+            }
+        }
+        fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+            let p = self.a.ncols();
+            Some((0..p).map(|j| vec![j, p + j]).collect())
+        }
+        fn group_features(&self) -> Option<MatRef<'_, f64>> {
+            Some(self.declared.as_ref())
+        }
+        fn coefficient_gradients_into(&self, theta: &[f64], out: &mut [f64]) -> bool {
+            let p = self.a.ncols();
+            for (j, pair) in out.chunks_exact_mut(2).enumerate() {
+                pair.copy_from_slice(&[theta[p + j], theta[j]]);
+            }
+            true
+        }
+    }
+
+    #[test]
+    fn a_rank_one_declaration_is_checked_away_from_a_point_where_j_vanishes() {
+        // At θ = 0 both J and ∇β vanish, so any A agrees there: the check must look nearby.
+        let a = DMat::from_fn(3, 4, |i, j| ((i * 4 + j + 1) as f64 * 0.618).fract() - 0.5);
+        let theta = vec![0.0; 8];
+        let groups = Pairs {
+            a: a.clone(),
+            declared: a.clone(),
+        }
+        .curvature_groups()
+        .unwrap();
+        let right = Pairs {
+            a: a.clone(),
+            declared: a.clone(),
+        };
+        assert!(rank_one_groups(&right, &groups, &theta));
+        let mut declared = a.clone();
+        declared[(1, 2)] += 0.25;
+        let wrong = Pairs { a, declared };
+        assert!(!rank_one_groups(&wrong, &groups, &theta));
     }
 }
