@@ -50,6 +50,14 @@ pub fn matvec_into(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
     );
 }
 
+/// Column j of the owned matrix `a` as a slice (an owned matrix's columns are contiguous).
+pub fn column(a: &DMat, j: usize) -> &[f64] {
+    a.col(j)
+        .try_as_col_major()
+        .expect("an owned matrix's columns are contiguous")
+        .as_slice()
+}
+
 /// True when every entry is finite.
 pub fn all_finite(a: &[f64]) -> bool {
     a.iter().all(|x| x.is_finite())

@@ -13,6 +13,8 @@ use faer::linalg::cholesky::llt;
 use faer::linalg::lu::partial_pivoting;
 use faer::{Conj, Mat, MatMut, MatRef, Par};
 
+use crate::la::column;
+
 thread_local! {
     static COUNTS: Cell<FactorisationCounts> = const { Cell::new(FactorisationCounts { cholesky: 0, lu: 0 }) };
 }
@@ -271,14 +273,6 @@ impl Factorisation {
 /// triangular solves spend most of their time on dispatch at these sizes (1.2 µs for the
 /// pair at m = 40, 11% of matrix sensing's time at λ = 1e-6).
 const SMALL_SOLVE: usize = 96;
-
-/// Column j of `a` as a slice.
-fn column(a: &Mat<f64>, j: usize) -> &[f64] {
-    a.col(j)
-        .try_as_col_major()
-        .expect("an owned matrix's columns are contiguous")
-        .as_slice()
-}
 
 /// x ← L⁻¹x for the lower triangle L of `a` (with a unit diagonal if `unit`), one column of
 /// L at a time (an axpy over contiguous entries, no serial sum).

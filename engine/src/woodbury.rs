@@ -302,11 +302,7 @@ impl Structured {
                 res.jacobian_transpose_into(at, jtp.as_mut());
                 let d = self.perm.len();
                 for (i, col) in jt.chunks_exact_mut(d).enumerate() {
-                    let src = jtp
-                        .col(i)
-                        .try_as_col_major()
-                        .expect("an owned matrix's columns are contiguous")
-                        .as_slice();
+                    let src = crate::la::column(jtp, i);
                     for (x, &p) in col.iter_mut().zip(&self.perm) {
                         *x = src[p];
                     }
@@ -369,6 +365,17 @@ impl Structured {
         }
     }
 
+    /// Records the dense fallback `f` (A itself) as the factorisation for c.
+    fn fell_back(&mut self, c: f64, f: Factorisation) -> Factored {
+        let cholesky = f.is_cholesky();
+        self.factor = Some((c, Factor::Dense(f)));
+        Factored {
+            cholesky,
+            fallback: true,
+            factorised: true,
+        }
+    }
+
     /// The rank-one factorisation: B's blocks inverted, w = B⁻¹∇β, q_g = ∇β_gᵀw_g and
     /// K = I/β + A diag(q) Aᵀ (its lower triangle for Cholesky); the dense fallback assembles
     /// J from A and ∇β when a block is too ill-conditioned.
@@ -391,11 +398,10 @@ impl Structured {
             Some((_, Factor::RankOne { binv, w, k })) => (binv, w, Some(k)),
             _ => (vec![0.0; self.blocks.len()], vec![0.0; d], None),
         };
-        let invertible = self.layout.groups.iter().enumerate().all(|(g, group)| {
-            let (k, o) = (group.len(), self.layout.offsets[g]);
-            let (b, r) = (&mut binv[o..o + k * k], &self.blocks[o..o + k * k]);
-            shifted_block_inverse(b, r, k, alpha, gamma, &mut self.aug)
-        });
+        let all = self.layout.groups.len();
+        let invertible =
+            self.layout
+                .invert_blocks(all, &mut binv, &self.blocks, alpha, gamma, &mut self.aug);
         if !invertible {
             let mut jac = DMat::zeros(m, d);
             for (g, group) in self.layout.groups.iter().enumerate() {
@@ -407,13 +413,7 @@ impl Structured {
                 }
             }
             let f = self.dense(jac.as_ref(), alpha, beta, gamma);
-            let cholesky = f.is_cholesky();
-            self.factor = Some((c, Factor::Dense(f)));
-            return Factored {
-                cholesky,
-                fallback: true,
-                factorised: true,
-            };
+            return self.fell_back(c, f);
         }
         let layout = &self.layout;
         layout.apply(&binv, grads, &mut w);
@@ -427,13 +427,7 @@ impl Structured {
             }
         }
         let scaled = MatRef::from_column_major_slice(&self.scaled, m, self.layout.groups.len());
-        let k = Factorisation::build(m, k_old, |mut kk, lower| {
-            // A diag(q) Aᵀ is symmetric: its lower triangle is half the product.
-            symmetric_product(kk.as_mut(), scaled.transpose(), a.transpose(), lower);
-            for i in 0..m {
-                kk[(i, i)] += 1.0 / beta;
-            }
-        });
+        let k = capacitance(scaled.transpose(), a.transpose(), beta, k_old);
         let cholesky = k.is_cholesky();
         self.factor = Some((c, Factor::RankOne { binv, w, k }));
         Factored {
@@ -531,29 +525,21 @@ impl Structured {
             Some((b, w, k)) => (b, w, Some(k)),
             None => (vec![0.0; self.blocks.len()], vec![0.0; d * m], None),
         };
-        let mut invertible = true;
         let inverted = match self.equal_blocks {
-            Some(_) => &self.layout.groups[..1],
-            None => &self.layout.groups[..],
+            Some(_) => 1,
+            None => self.layout.groups.len(),
         };
-        for (g, group) in inverted.iter().enumerate() {
-            let k = group.len();
-            let (o, n) = (self.layout.offsets[g], k * k);
-            let (b, r) = (&mut binv[o..o + n], &self.blocks[o..o + n]);
-            if !shifted_block_inverse(b, r, k, alpha, gamma, &mut self.aug) {
-                invertible = false;
-                break;
-            }
-        }
+        let invertible = self.layout.invert_blocks(
+            inverted,
+            &mut binv,
+            &self.blocks,
+            alpha,
+            gamma,
+            &mut self.aug,
+        );
         if !invertible {
             let f = self.dense(jtp.transpose(), alpha, beta, gamma);
-            let cholesky = f.is_cholesky();
-            self.factor = Some((c, Factor::Dense(f)));
-            return Factored {
-                cholesky,
-                fallback: true,
-                factorised: true,
-            };
+            return self.fell_back(c, f);
         }
         // W = B⁻¹Jᵀ (rows in `perm` order): with equal blocks, as one k×k by k×(d/k·m)
         // product (Jᵀ's columns are the groups' k-vectors one after another); column by
@@ -594,13 +580,7 @@ impl Structured {
             MatRef::from_column_major_slice(jt, d, m),
             MatRef::from_column_major_slice(&w, d, m),
         );
-        let k = Factorisation::build(m, k_old, |mut kk, lower| {
-            // J B⁻¹ Jᵀ is symmetric: Cholesky reads its lower triangle only, half the product.
-            symmetric_product(kk.as_mut(), jt_ref, w_ref, lower);
-            for i in 0..m {
-                kk[(i, i)] += 1.0 / beta;
-            }
-        });
+        let k = capacitance(jt_ref, w_ref, beta, k_old);
         let cholesky = k.is_cholesky();
         self.factor = Some((c, Factor::Woodbury { binv, w, k }));
         Factored {
@@ -776,6 +756,24 @@ fn apply_shared(
     }
 }
 
+/// K = AᵀB + I/β for d×m A and B with AᵀB symmetric (J B⁻¹ Jᵀ, A diag(q) Aᵀ), factorised
+/// from its lower triangle (Cholesky reads nothing else: half the product), in the storage
+/// of `recycled`.
+fn capacitance(
+    a: MatRef<'_, f64>,
+    b: MatRef<'_, f64>,
+    beta: f64,
+    recycled: Option<Factorisation>,
+) -> Factorisation {
+    let m = a.ncols();
+    Factorisation::build(m, recycled, |mut kk, lower| {
+        symmetric_product(kk.as_mut(), a, b, lower);
+        for i in 0..m {
+            kk[(i, i)] += 1.0 / beta;
+        }
+    })
+}
+
 /// dst = Aᵀ B for d×m A and B with AᵀB symmetric: with `lower`, only its lower triangle is
 /// computed (about half the m²d products; Cholesky reads nothing else), else all of it, the
 /// upper triangle mirrored from the lower.
@@ -818,6 +816,24 @@ struct Layout {
 }
 
 impl Layout {
+    /// binv ← (αI + γR_g)⁻¹ for the first `count` groups' blocks of R (`blocks`), with the
+    /// scratch `aug`; false when one is refused ([`shifted_block_inverse`]).
+    fn invert_blocks(
+        &self,
+        count: usize,
+        binv: &mut [f64],
+        blocks: &[f64],
+        alpha: f64,
+        gamma: f64,
+        aug: &mut Vec<f64>,
+    ) -> bool {
+        self.groups[..count].iter().enumerate().all(|(g, group)| {
+            let (k, o) = (group.len(), self.offsets[g]);
+            let (b, r) = (&mut binv[o..o + k * k], &blocks[o..o + k * k]);
+            shifted_block_inverse(b, r, k, alpha, gamma, aug)
+        })
+    }
+
     /// out_g ← a_g·b_g, the dot product of the entries of group g (`perm` order).
     fn group_dots(&self, a: &[f64], b: &[f64], out: &mut [f64]) {
         fn fixed<const K: usize>(a: &[f64], b: &[f64], out: &mut [f64]) {

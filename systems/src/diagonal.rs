@@ -441,15 +441,7 @@ impl Residuals for DiagonalNetwork {
     }
     /// ∂rᵢ/∂uⱼ = Aᵢⱼvⱼ, ∂rᵢ/∂vⱼ = Aᵢⱼuⱼ.
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
-        // Column by column: J and A are column-major, so each column is one contiguous pass.
-        let p = self.p();
-        for j in 0..p {
-            for i in 0..self.x.len() {
-                let a = self.a[(i, j)];
-                jac[(i, j)] = a * theta[p + j];
-                jac[(i, p + j)] = a * theta[j];
-            }
-        }
+        self.jacobian_transpose_into(theta, jac.as_mut().transpose_mut());
     }
 
     /// r = Aβ − y with β_j = u_j v_j on the group (u_j, v_j): A's columns, one per group.

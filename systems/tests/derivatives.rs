@@ -160,9 +160,10 @@ fn residual_jacobians_and_their_products_match() {
                 }
             }
             // The transposed layout holds the same J, in storage filled with NaN first so
-            // that an entry left unwritten shows. (Two implementations are compared only
-            // where a loss writes J and Jᵀ separately, the diagonal network; matrix sensing
-            // writes J through its Jᵀ, checked by the differences above.)
+            // that an entry left unwritten shows. (Matrix sensing and the diagonal network
+            // write J through their Jᵀ, the others Jᵀ through their J, so this checks the
+            // views and that every entry is written; J's values are checked by the
+            // differences above.)
             let mut jt = DMat::from_fn(d, m, |_, _| f64::NAN);
             res.jacobian_transpose_into(&theta, jt.as_mut());
             for i in 0..m {
