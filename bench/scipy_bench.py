@@ -7,10 +7,13 @@ Used by `cargo run --release --bin bench`; an optional dependency of the benchma
 (numpy and scipy). Reads one JSON job on stdin:
 
   {"instance": path, "lambda": λ, "tau_end": T, "reference": [θ at T], "runs": [
-      {"method": "BDF"|"Radau"|"LSODA", "rtol": r, "atol": a, "repeats": k, "timeout_s": s}, ...]}
+      {"method": "BDF"|"Radau"|"LSODA", "rtol": r, "atol": a, "repeats": k, "timeout_s": s,
+       "repeat_below_s": b, "repeat_for_s": f, "max_repeats": n}, ...]}
 
 and writes one JSON result per run on stdout: method, rtol, status, message, nfev, njev,
-nlu, wall_s [min, median, max over repeats], max_abs_error and rel_error of the end state.
+nlu, wall_s [min, median, max over repeats], runs, max_abs_error and rel_error of the end
+state. A run is repeated as grokflow's are (src/workprec.rs, `WpConfig::run_again`): k times
+unless the first took over b seconds, then until the runs add up to f seconds or number n.
 The slow-time flow is dθ/dτ = −(∇F(θ) + λθ)/λ with Jacobian −(∇²F(θ) + λI)/λ.
 """
 
@@ -217,9 +220,16 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
     deadline = spec.get("timeout_s", 300.0)
     times = []
     sol = None
-    for k in range(max(1, spec.get("repeats", 1))):
-        if k > 0 and times[0] > spec.get("repeat_below_s", 2.0):
-            break  # long runs are timed once: their spread is small against their length
+
+    def run_again():
+        if not times:
+            return True
+        if times[0] > spec.get("repeat_below_s", 2.0):
+            return False  # long runs are timed once: their spread is small against their length
+        return len(times) < max(1, spec.get("repeats", 1)) or (
+            len(times) < spec.get("max_repeats", 1) and sum(times) < spec.get("repeat_for_s", 0.0))
+
+    while run_again():
         start = time.perf_counter()
 
         # The deadline is checked at every evaluation of f or of the Jacobian (a solver step
@@ -245,7 +255,7 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
             spent = time.perf_counter() - start
             return {"method": spec["method"], "rtol": spec["rtol"], "status": "timeout",
                     "message": f"stopped after {spent:.0f} s (budget {deadline:.0f} s)",
-                    "wall_s": [spent] * 3}
+                    "wall_s": [spent] * 3, "runs": 0}
         sol = run
         times.append(time.perf_counter() - start)
     times.sort()
@@ -260,6 +270,7 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
         "njev": int(sol.njev),
         "nlu": int(sol.nlu),
         "wall_s": [times[0], times[len(times) // 2], times[-1]],
+        "runs": len(times),
         "max_abs_error": float(np.max(np.abs(err))),
         "rel_error": float(np.linalg.norm(err) / max(np.linalg.norm(reference), 1e-300)),
     }

@@ -29,11 +29,19 @@ pub struct WpConfig {
     pub tolerances: Vec<f64>,
     /// End of every run in slow time.
     pub tau_end: f64,
-    /// Repeats of each grokflow run (min, median, max wall time); runs longer than
+    /// Repeats of each grokflow run at least (min, median, max wall time); runs longer than
     /// `repeat_below_s` are timed once.
     pub repeats: usize,
     /// Runs at least this long are not repeated.
     pub repeat_below_s: f64,
+    /// Short runs, grokflow's and scipy's alike, are repeated beyond `repeats` until
+    /// their times add up to this many seconds (at most `max_repeats` runs): a median of
+    /// three millisecond-long runs moves with the machine's load.
+    #[serde(default)]
+    pub repeat_for_s: f64,
+    /// The most runs of one point.
+    #[serde(default)]
+    pub max_repeats: usize,
     /// A grokflow run is stopped after this many seconds (reported, not dropped).
     pub grokflow_timeout_s: f64,
     /// Repeats of each scipy run.
@@ -54,6 +62,8 @@ impl Default for WpConfig {
             tau_end: 10.0,
             repeats: 3,
             repeat_below_s: 2.0,
+            repeat_for_s: 0.3,
+            max_repeats: 100,
             grokflow_timeout_s: 20.0,
             scipy_repeats: 3,
             scipy_timeout_s: 20.0,
@@ -71,6 +81,7 @@ impl WpConfig {
             tolerances: vec![1e-5, 1e-8],
             repeats: 1,
             scipy_repeats: 1,
+            repeat_for_s: 0.0,
             grokflow_timeout_s: 10.0,
             scipy_timeout_s: 10.0,
             gd_max_iterations: 2e5,
@@ -158,10 +169,31 @@ pub struct WpPoint {
     pub factorisations: Option<f64>,
     /// Wall time [min, median, max] over the repeats.
     pub wall_s: [f64; 3],
+    /// How many runs were timed (0: extrapolated or not run).
+    #[serde(default)]
+    pub runs: usize,
     /// ‖θ(τ_end) − θ_ref‖/‖θ_ref‖.
     pub rel_error: Option<f64>,
     /// What else to know.
     pub note: String,
+}
+
+impl WpConfig {
+    /// Whether a point timed `times` (in order) so far is run again: always at first, then
+    /// `repeats` times unless its first run took over `repeat_below_s`, then until the runs
+    /// add up to `repeat_for_s` or number `max_repeats`. bench/scipy_bench.py applies the
+    /// same rule to scipy's runs.
+    fn run_again(&self, times: &[f64], repeats: usize) -> bool {
+        match times.first() {
+            None => true,
+            Some(&first) if first > self.repeat_below_s => false,
+            Some(_) => {
+                times.len() < repeats.max(1)
+                    || (times.len() < self.max_repeats
+                        && times.iter().sum::<f64>() < self.repeat_for_s)
+            }
+        }
+    }
 }
 
 fn wall(times: &mut [f64]) -> [f64; 3] {
@@ -188,10 +220,7 @@ fn grokflow_point(
     };
     let mut times: Vec<f64> = Vec::new();
     let mut last = None;
-    for k in 0..cfg.repeats.max(1) {
-        if k > 0 && times[0] > cfg.repeat_below_s {
-            break;
-        }
+    while cfg.run_again(&times, cfg.repeats) {
         let started = Instant::now();
         let mut deadline = Deadline {
             started,
@@ -228,6 +257,7 @@ fn grokflow_point(
         rhs_evals: Some(out.stats.rhs_evals as f64),
         jac_evals: Some(out.stats.jac_evals as f64),
         factorisations: Some(out.stats.lu_factorisations as f64),
+        runs: times.len(),
         wall_s: wall(&mut times),
         rel_error: ok.then(|| distance(&out.theta_final, reference) / norm(reference)),
         note: String::new(),
@@ -258,6 +288,7 @@ fn gd_point(
         jac_evals: Some(0.0),
         factorisations: Some(0.0),
         wall_s,
+        runs: usize::from(status != "extrapolated"),
         rel_error,
         note,
     };
@@ -316,6 +347,8 @@ struct ScipyResult {
     njev: Option<f64>,
     nlu: Option<f64>,
     wall_s: [f64; 3],
+    #[serde(default)]
+    runs: usize,
     rel_error: Option<f64>,
 }
 
@@ -341,7 +374,7 @@ fn scipy_points(
         .iter()
         .flat_map(|m| {
             cfg.tolerances.iter().map(move |&r| {
-                serde_json::json!({"method": m, "rtol": r, "atol": r * 1e-2, "repeats": cfg.scipy_repeats, "timeout_s": cfg.scipy_timeout_s, "repeat_below_s": cfg.repeat_below_s})
+                serde_json::json!({"method": m, "rtol": r, "atol": r * 1e-2, "repeats": cfg.scipy_repeats, "timeout_s": cfg.scipy_timeout_s, "repeat_below_s": cfg.repeat_below_s, "repeat_for_s": cfg.repeat_for_s, "max_repeats": cfg.max_repeats})
             })
         })
         .collect();
@@ -382,6 +415,7 @@ fn scipy_points(
             jac_evals: r.njev,
             factorisations: r.nlu,
             wall_s: r.wall_s,
+            runs: r.runs,
             rel_error: if r.status == "success" {
                 r.rel_error
             } else {
@@ -439,6 +473,7 @@ pub fn run(
                             jac_evals: None,
                             factorisations: None,
                             wall_s: [f64::NAN; 3],
+                            runs: 0,
                             rel_error: None,
                             note: "stopped at a looser tolerance".into(),
                         });
@@ -564,25 +599,29 @@ pub fn markdown(points: &[WpPoint], cfg: &WpConfig, figures: &[String]) -> Strin
         "Default instance of each system, slow time τ ∈ [0, {}], tolerances rtol ∈ {{{}}} (atol = rtol/100); \
          grokflow's default BDF also at rtol a hundredth (else a tenth) of the tightest where the reference is ten times tighter still, so \
          that its curve spans scipy's accuracies. \
-         Error: ‖θ(τ_end) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol max(1e-11, 0.1·ε/λ), the references of the section above. grokflow: median (min–max) of {} runs; \
-         scipy's `solve_ivp` (BDF, Radau, LSODA, analytic Jacobian, bench/scipy_bench.py on the very instance file): {} run(s), \
+         Error: ‖θ(τ_end) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol max(1e-11, 0.1·ε/λ), the references of the section above. Wall time: median (min–max) of at least {} runs (grokflow) and {} (scipy), \
+         a short run repeated, on both sides, until its runs add up to {} s (at most {} runs), a run over {} s timed once. \
+         scipy's `solve_ivp` (BDF, Radau, LSODA, analytic Jacobian, bench/scipy_bench.py on the very instance file) is \
          abandoned after {} s. Gradient descent: η = 1/L (L = ‖∇²F(θ_init)‖₂), run up to {:.0e} iterations, extrapolated beyond \
          from the measured cost of an iteration.\n\n",
         cfg.tau_end,
         cfg.tolerances.iter().map(|t| format!("{t:.0e}")).collect::<Vec<_>>().join(", "),
         cfg.repeats,
         cfg.scipy_repeats,
+        cfg.repeat_for_s,
+        cfg.max_repeats,
+        cfg.repeat_below_s,
         cfg.scipy_timeout_s,
         cfg.gd_max_iterations
     );
     for f in figures {
         s += &format!("![{f}]({f})\n");
     }
-    s += "\n| system | d | λ | method | rtol (η) | status | steps | rhs | Jacobians | factorisations | wall s, median (min–max) | rel. error |\n";
-    s += "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|\n";
+    s += "\n| system | d | λ | method | rtol (η) | status | steps | rhs | Jacobians | factorisations | wall s, median (min–max) | runs | rel. error |\n";
+    s += "|---|---:|---|---|---|---|---:|---:|---:|---:|---|---:|---:|\n";
     for p in points {
         s += &format!(
-            "| {} | {} | {:.0e} | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.0e} | {} | {:.0e} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.system,
             p.dim,
             p.lambda,
@@ -598,6 +637,7 @@ pub fn markdown(points: &[WpPoint], cfg: &WpConfig, figures: &[String]) -> Strin
             cell(p.jac_evals),
             cell(p.factorisations),
             wall_cell(&p.wall_s),
+            p.runs,
             p.rel_error
                 .map(|e| format!("{e:.1e}"))
                 .unwrap_or_else(|| "—".into())
@@ -785,6 +825,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn short_runs_are_repeated_until_their_times_add_up_and_long_ones_are_timed_once() {
+        let cfg = WpConfig::default();
+        assert!(cfg.run_again(&[], 3));
+        // A 3 ms run: past the three repeats, on until 0.3 s, at most 100 runs.
+        assert!(cfg.run_again(&[0.003; 3], 3));
+        assert!(cfg.run_again(&[0.003; 99], 3));
+        assert!(!cfg.run_again(&[0.003; 100], 3));
+        // A 40 ms run: seven runs make 0.28 s, eight 0.32 s.
+        assert!(cfg.run_again(&[0.04; 7], 3));
+        assert!(!cfg.run_again(&[0.04; 8], 3));
+        // A 0.5 s run: the three repeats only; a 3 s run: once.
+        assert!(cfg.run_again(&[0.5; 2], 3));
+        assert!(!cfg.run_again(&[0.5; 3], 3));
+        assert!(!cfg.run_again(&[3.0], 3));
+        // --quick: one run each.
+        let quick = WpConfig::quick();
+        assert!(!quick.run_again(&[0.003], quick.repeats));
+    }
+
     fn point(method: &str, rtol: f64, wall: f64, error: Option<f64>) -> WpPoint {
         WpPoint {
             system: "s".into(),
@@ -798,6 +858,7 @@ mod tests {
             jac_evals: None,
             factorisations: None,
             wall_s: [wall; 3],
+            runs: 1,
             rel_error: error,
             note: String::new(),
         }
