@@ -67,13 +67,15 @@ const NEWTON_MAXITER: usize = 4;
 const NEWTON_RELINEARISE: usize = 1;
 
 /// After a stale Jacobian failed the Newton iteration, this many following steps take
-/// their Jacobian at the predictor before their first iteration. In the slow phase at small
-/// λ the stiff (normal) directions turn with θ, so a Jacobian from the previous step fails
-/// at nearly every step, and its attempt costs Newton iterations for nothing. Measured over
-/// the 60 runs of five systems × λ ∈ {1e-2, 1e-4, 1e-6, 1e-8} × rtol ∈ {1e-4, 1e-6, 1e-8}:
-/// 1 cut the two-layer network's time by 9%, the diagonal network's and matrix sensing's
-/// by 4–5%, and matrix completion's at d = 3200 by 5–7% (fewer gradients, same steps); 4
-/// and 19 cost matrix completion 6% and 19% (Jacobians and factorisations it did not need).
+/// their Jacobian at the predictor before their first iteration (the run's length when a
+/// stale Jacobian served a step since the last failure; see [`REFRESH_AHEAD_MAX`]). In the
+/// slow phase at small λ the stiff (normal) directions turn with θ, so a Jacobian from the
+/// previous step fails at nearly every step, and its attempt costs Newton iterations for
+/// nothing. Measured over the 60 runs of five systems × λ ∈ {1e-2, 1e-4, 1e-6, 1e-8} ×
+/// rtol ∈ {1e-4, 1e-6, 1e-8}: 1 cut the two-layer network's time by 9%, the diagonal
+/// network's and matrix sensing's by 4–5%, and matrix completion's at d = 3200 by 5–7%
+/// (fewer gradients, same steps); 4 and 19 cost matrix completion 6% and 19% (Jacobians and
+/// factorisations it did not need).
 const REFRESH_AHEAD: usize = 1;
 /// When the stale Jacobian tried after such a run fails again, before any stale Jacobian
 /// has served a step, the next run is twice as long, up to this many steps; a stale
@@ -273,8 +275,9 @@ struct Bdf<'f, 'a> {
     /// Steps that still take a Jacobian at their predictor before their first Newton
     /// iteration (after a stale Jacobian failed).
     refresh_ahead: usize,
-    /// How many steps the next stale-Jacobian failure sets `refresh_ahead` to
-    /// ([`REFRESH_AHEAD_MAX`]).
+    /// The length of the last run of steps that took their Jacobian at the predictor: the
+    /// next stale-Jacobian failure starts a run of [`REFRESH_AHEAD`] steps, or of twice
+    /// this (at most [`REFRESH_AHEAD_MAX`]) when no stale Jacobian has served a step since.
     refresh_run: usize,
     /// A stale Jacobian has served a step since the last one failed.
     stale_served: bool,
@@ -734,7 +737,7 @@ impl<'f, 'a> Bdf<'f, 'a> {
                 }
                 if !self.jac_current {
                     // Re-evaluate the Jacobian where the step will end, not where it starts;
-                    // the next REFRESH_AHEAD steps do so before iterating (this step's
+                    // the next `refresh_run` steps do so before iterating (this step's
                     // acceptance counts one off).
                     self.refresh_run = if self.stale_served {
                         REFRESH_AHEAD
