@@ -123,7 +123,7 @@ pub struct MatrixSensing {
     r: usize,
     a: Vec<DMat>,
     /// The Aₖ stacked, row-major: row k·n + i is row i of Aₖ. Read as an (m·n)×n matrix,
-    /// its product with U is every AₖU at once; read as m×n², row k is vec(Aₖ).
+    /// its product with U is every AₖU at once (the Jacobian and the Hessian).
     a_stack: Vec<f64>,
     /// The upper triangles of the Aₖ, row-major m×n(n+1)/2: row k holds (Aₖ)_ab for
     /// a ≤ b, row by row. Both products of the gradient with the Aₖ run on it, at a little
@@ -314,7 +314,8 @@ impl MatrixSensing {
 
     /// Runs f(r) with the residuals alone, through P = UUᵀ: rₖ = ⟨Aₖ, P⟩ − bₖ over the
     /// upper triangles (off-diagonal entries of P counted twice), an m×n(n+1)/2
-    /// matrix–vector product (m·n(n+1)/2 + n²r operations against m·n²r for every AₖU).
+    /// matrix–vector product (m·n(n+1)/2 + n(n+1)r/2 operations, against m·n²r for every
+    /// AₖU).
     fn with_residuals_only<R>(&self, theta: &[f64], f: impl FnOnce(&[f64]) -> R) -> R {
         let (n, r, m) = (self.n, self.r, self.a.len());
         let packed = n * (n + 1) / 2;
