@@ -13,7 +13,9 @@ Used by `cargo run --release --bin bench`; an optional dependency of the benchma
 and writes one JSON result per run on stdout: method, rtol, status, message, nfev, njev,
 nlu, wall_s [min, median, max over repeats], runs, max_abs_error and rel_error of the end
 state. A run is repeated as grokflow's are (src/workprec.rs, `WpConfig::run_again`): k times
-unless the first took over b seconds, then until the runs add up to f seconds or number n.
+unless the first took over b seconds, then until the runs add up to f seconds or number n; a
+failed solve is not repeated, and a repeat that runs out of time after others finished is
+dropped (a first run that does counts as one, reported as a timeout).
 The slow-time flow is dθ/dτ = −(∇F(θ) + λθ)/λ with Jacobian −(∇²F(θ) + λI)/λ.
 """
 
@@ -255,9 +257,11 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
             spent = time.perf_counter() - start
             return {"method": spec["method"], "rtol": spec["rtol"], "status": "timeout",
                     "message": f"stopped after {spent:.0f} s (budget {deadline:.0f} s)",
-                    "wall_s": [spent] * 3, "runs": 0}
+                    "wall_s": [spent] * 3, "runs": 1}
         sol = run
         times.append(time.perf_counter() - start)
+        if not run.success:
+            break  # a failed solve is reported, not timed again
     times.sort()
     end = sol.y[:, -1]
     err = end - np.asarray(reference)
