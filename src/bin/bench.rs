@@ -26,7 +26,9 @@ struct Cli {
     /// Raw results (JSON).
     #[arg(long, default_value = "benchmarks.json")]
     json: PathBuf,
-    /// Repeats of each timed run (runs over 2 s are timed once).
+    /// Repeats of each timed run (runs over 2 s are timed once; in the work–precision
+    /// section, grokflow's and scipy's shorter runs are repeated further, until their runs
+    /// add up to 0.3 s, at most 100 runs).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// A smaller run: two λ, two tolerances, no repeats, sizes up to d = 1800.
