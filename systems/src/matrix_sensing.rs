@@ -289,13 +289,12 @@ impl MatrixSensing {
         &u * u.transpose()
     }
 
-    /// Runs f(r, AU) with rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ and AU the m blocks AₖU (each n×r, row by
-    /// row, block k at k·n·r: the m×nr matrix whose row k is vec(AₖU)), in scratch
-    /// buffers: what the Hessian is made of. One (m·n)×n by n×r product.
-    fn with_residuals<R>(&self, theta: &[f64], f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
+    /// Runs f(AU) with AU the m blocks AₖU (each n×r, row by row, block k at k·n·r: the
+    /// m×nr matrix whose row k is vec(AₖU)) in a scratch buffer: one (m·n)×n by n×r
+    /// product, what J is made of.
+    fn with_products<R>(&self, theta: &[f64], f: impl FnOnce(&[f64]) -> R) -> R {
         let (n, r, m) = (self.n, self.r, self.a.len());
-        let nr = n * r;
-        with_bufs2(m, m * nr, |res, au| {
+        with_buf(m * n * r, |au| {
             matmul(
                 MatMut::from_row_major_slice_mut(au, m * n, r),
                 Accum::Replace,
@@ -304,11 +303,21 @@ impl MatrixSensing {
                 1.0,
                 Par::Seq,
             );
-            // ⟨Aₖ, UUᵀ⟩ = ⟨AₖU, U⟩.
-            for (k, rk) in res.iter_mut().enumerate() {
-                *rk = dot(&au[k * nr..(k + 1) * nr], theta) - self.b[k];
-            }
-            f(res, au)
+            f(au)
+        })
+    }
+
+    /// Runs f(r, AU) with AU as in [`Self::with_products`] and rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ =
+    /// ⟨AₖU, U⟩ − bₖ: what the Hessian is made of.
+    fn with_residuals<R>(&self, theta: &[f64], f: impl FnOnce(&[f64], &[f64]) -> R) -> R {
+        let (nr, m) = (self.n * self.r, self.a.len());
+        self.with_products(theta, |au| {
+            with_buf(m, |res| {
+                for (k, rk) in res.iter_mut().enumerate() {
+                    *rk = dot(&au[k * nr..(k + 1) * nr], theta) - self.b[k];
+                }
+                f(res, au)
+            })
         })
     }
 
@@ -541,7 +550,7 @@ impl Residuals for MatrixSensing {
     /// Column k of Jᵀ is 2·vec(AₖU), row k of the stack AU: one contiguous pass each.
     fn jacobian_transpose_into(&self, theta: &[f64], mut jt: MatMut<'_, f64>) {
         let nr = self.n * self.r;
-        self.with_residuals(theta, |_, au| {
+        self.with_products(theta, |au| {
             for (k, row) in au.chunks_exact(nr).enumerate() {
                 let mut col = jt.as_mut().col_mut(k);
                 for (c, &v) in row.iter().enumerate() {
