@@ -811,10 +811,10 @@ impl<'f, 'a> Bdf<'f, 'a> {
             // Accepted.
             self.h_cap *= NEWTON_CAP_RELAX;
             self.stats.steps += 1;
-            if !self.jac_current {
-                self.stale_served = true;
-            }
-            let aged = iterations >= AGED_JACOBIAN_ITERATIONS && !self.jac_current;
+            // A Jacobian from an earlier step served this one; if slowly, it has aged.
+            let stale = !self.jac_current;
+            self.stale_served |= stale;
+            let aged = stale && iterations >= AGED_JACOBIAN_ITERATIONS;
             self.jac_current = false;
             self.refresh_ahead = self.refresh_ahead.saturating_sub(1);
             if aged {

@@ -101,6 +101,42 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
     }
 }
 
+/// On every default instance but the convex quadratic (whose Jacobian is constant), a run at
+/// (λ, rtol) takes fewer than `gradients` gradients and `jacobians` Jacobians per step, and
+/// ends within `error` of a run at rtol 1e-9.
+fn assert_corrector_work(lambda: f64, rtol: f64, gradients: f64, jacobians: f64, error: f64) {
+    for entry in registry() {
+        let system = (entry.default)(0).unwrap();
+        if system.is_convex_quadratic() {
+            continue;
+        }
+        let out = run(system.as_ref(), lambda, rtol);
+        let tighter = run(system.as_ref(), lambda, 1e-9);
+        let steps = out.stats.steps as f64;
+        let per_step = out.stats.rhs_evals as f64 / steps;
+        let jac_per_step = out.stats.jac_evals as f64 / steps;
+        let err = distance(&out.theta_final, &tighter.theta_final) / norm(&tighter.theta_final);
+        eprintln!(
+            "{}: {} steps, {} gradients ({per_step:.2} a step), {} Jacobians ({jac_per_step:.2} \
+             a step); {err:.1e} from rtol 1e-9",
+            entry.name, out.stats.steps, out.stats.rhs_evals, out.stats.jac_evals
+        );
+        assert!(
+            per_step < gradients,
+            "{}: {per_step:.2} gradients per step ({} steps)",
+            entry.name,
+            out.stats.steps
+        );
+        assert!(
+            jac_per_step < jacobians,
+            "{}: {jac_per_step:.2} Jacobians per step ({} steps)",
+            entry.name,
+            out.stats.steps
+        );
+        assert!(err < error, "{}: {err:.1e} from rtol 1e-9", entry.name);
+    }
+}
+
 #[test]
 fn stale_jacobians_are_not_retried_step_after_step_in_the_slow_phase() {
     // At λ = 1e-8 nearly every slow-phase step needs its own Jacobian. When each stale
@@ -111,38 +147,7 @@ fn stale_jacobians_are_not_retried_step_after_step_in_the_slow_phase() {
     // Jacobian is also renewed after a slow step). Refreshing at every step would pass that
     // bound too, at a Jacobian per step: they stay at 0.24–0.63 per step (about the counts of
     // before), and the end state within 1e-6 of a run at rtol 1e-9.
-    let lambda = 1e-8;
-    for entry in registry() {
-        let system = (entry.default)(0).unwrap();
-        if system.is_convex_quadratic() {
-            // Its Jacobian is constant: never stale.
-            continue;
-        }
-        let out = run(system.as_ref(), lambda, 1e-8);
-        let tighter = run(system.as_ref(), lambda, 1e-9);
-        let steps = out.stats.steps as f64;
-        let per_step = out.stats.rhs_evals as f64 / steps;
-        let jacobians = out.stats.jac_evals as f64 / steps;
-        let err = distance(&out.theta_final, &tighter.theta_final) / norm(&tighter.theta_final);
-        eprintln!(
-            "{}: {} steps, {} gradients ({per_step:.2} a step), {} Jacobians ({jacobians:.2} a \
-             step); {err:.1e} from rtol 1e-9",
-            entry.name, out.stats.steps, out.stats.rhs_evals, out.stats.jac_evals
-        );
-        assert!(
-            per_step < 2.35,
-            "{}: {per_step:.2} gradients per step ({} steps)",
-            entry.name,
-            out.stats.steps
-        );
-        assert!(
-            jacobians < 0.75,
-            "{}: {jacobians:.2} Jacobians per step ({} steps)",
-            entry.name,
-            out.stats.steps
-        );
-        assert!(err < 1e-6, "{}: {err:.1e} from rtol 1e-9", entry.name);
-    }
+    assert_corrector_work(1e-8, 1e-8, 2.35, 0.75, 1e-6);
 }
 
 #[test]
@@ -152,33 +157,5 @@ fn a_jacobian_that_slowed_the_corrector_is_renewed_at_the_next_step() {
     // the gradients per step at rtol 1e-6 from 2.30–2.42 (the diagonal network 2.30, matrix
     // sensing 2.41, the two-layer network 2.42, matrix completion 2.39) to 2.09–2.21, with
     // fewer Jacobians (0.08–0.15 per step), and the error within 2e-6 of a run at rtol 1e-9.
-    let lambda = 1e-2;
-    for entry in registry() {
-        let system = (entry.default)(0).unwrap();
-        if system.is_convex_quadratic() {
-            continue;
-        }
-        let out = run(system.as_ref(), lambda, 1e-6);
-        let tighter = run(system.as_ref(), lambda, 1e-9);
-        let steps = out.stats.steps as f64;
-        let per_step = out.stats.rhs_evals as f64 / steps;
-        let jacobians = out.stats.jac_evals as f64 / steps;
-        let err = distance(&out.theta_final, &tighter.theta_final) / norm(&tighter.theta_final);
-        eprintln!(
-            "{}: {} steps, {per_step:.2} gradients and {jacobians:.2} Jacobians a step; \
-             {err:.1e} from rtol 1e-9",
-            entry.name, out.stats.steps
-        );
-        assert!(
-            per_step < 2.25,
-            "{}: {per_step:.2} gradients per step",
-            entry.name
-        );
-        assert!(
-            jacobians < 0.2,
-            "{}: {jacobians:.2} Jacobians per step",
-            entry.name
-        );
-        assert!(err < 2e-6, "{}: {err:.1e} from rtol 1e-9", entry.name);
-    }
+    assert_corrector_work(1e-2, 1e-6, 2.25, 0.2, 2e-6);
 }
