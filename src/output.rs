@@ -166,7 +166,7 @@ pub struct LimitingSummary {
     /// The smallest spectral gap seen.
     pub min_gap: f64,
     /// Why it ended.
-    pub stop_reason: grokflow_engine::LimitingStop,
+    pub stop_reason: grokflow_engine::StopReason,
     /// Things to know (small gaps…).
     pub warnings: Vec<String>,
     /// Work done.

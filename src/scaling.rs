@@ -6,10 +6,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use faer::Mat;
-use grokflow_engine::la::{distance, norm};
+use grokflow_engine::la::{distance, norm, Factorisation};
+
+/// Factorises `a` as the BDF does and solves `rhs` in place; true when Cholesky held.
+fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
+    let f = Factorisation::new(a);
+    f.solve_vec(rhs);
+    f.is_cholesky()
+}
 use grokflow_engine::{
-    factorise_and_solve, integrate, GradientFlow, LinearSolver, Loss, Method, Options, StopReason,
-    TimeScale,
+    integrate, GradientFlow, LinearSolver, Loss, Method, Options, StopReason, TimeScale,
 };
 use grokflow_systems::data::{gaussian_vec, rng};
 use grokflow_systems::{CompletionParams, MatrixCompletion};

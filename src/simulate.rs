@@ -124,6 +124,9 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     if cfg.per_decade == 0 {
         bail!("--per-decade must be at least 1");
     }
+    if cfg.max_steps == 0 {
+        bail!("--max-steps must be at least 1");
+    }
     // What the engine would refuse (tolerances, solver and order against the method), refused
     // before Φ runs.
     Options {
@@ -268,9 +271,15 @@ pub fn run_system(
                 ..grokflow_engine::LimitingOptions::default()
             };
             let g0 = grokflow_engine::la::norm(&system.gradient(theta_init));
-            match grokflow_engine::limiting_flow(
-                system, system, &p.theta, g0, &taus, cfg.lambda, &opts,
-            ) {
+            let problem = grokflow_engine::LimitingProblem {
+                loss: system,
+                observables: system,
+                start: &p.theta,
+                grad_scale: g0,
+                taus: &taus,
+                lambda: cfg.lambda,
+            };
+            match grokflow_engine::limiting_flow(&problem, &opts, &mut [&mut Interrupt]) {
                 Ok(res) => Some(res),
                 Err(e) => {
                     warnings.push(format!("the limiting flow could not run: {e}"));
@@ -581,7 +590,7 @@ pub fn human_summary(r: &RunResult, dir: &Path) -> String {
                 _ => String::new(),
             }
         );
-        if !matches!(l.stop_reason, grokflow_engine::LimitingStop::Finished) {
+        if !matches!(l.stop_reason, grokflow_engine::StopReason::Finished) {
             out += &format!("  limiting   {}\n", l.stop_reason.describe());
         }
         for w in &l.warnings {

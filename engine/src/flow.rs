@@ -23,6 +23,49 @@ pub enum TimeScale {
     Slow,
 }
 
+/// How a clock s relates to fast time t and slow time τ = λt: s = t (fast) or s = τ (slow).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Clock {
+    lambda: f64,
+    scale: TimeScale,
+}
+
+impl Clock {
+    /// The clock of `scale` for weight decay λ (λ > 0 for a slow clock).
+    pub fn new(lambda: f64, scale: TimeScale) -> Self {
+        Self { lambda, scale }
+    }
+
+    /// λ.
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// Fast time t of clock value s.
+    pub fn fast_time(&self, s: f64) -> f64 {
+        match self.scale {
+            TimeScale::Fast => s,
+            TimeScale::Slow => s / self.lambda,
+        }
+    }
+
+    /// Slow time τ of clock value s.
+    pub fn slow_time(&self, s: f64) -> f64 {
+        match self.scale {
+            TimeScale::Fast => self.lambda * s,
+            TimeScale::Slow => s,
+        }
+    }
+
+    /// Clock value s of fast time t.
+    pub fn at_fast_time(&self, t: f64) -> f64 {
+        match self.scale {
+            TimeScale::Fast => t,
+            TimeScale::Slow => t * self.lambda,
+        }
+    }
+}
+
 /// dθ/ds = −κ(∇F(θ) + λθ): see the module documentation.
 #[derive(Clone, Copy)]
 pub struct GradientFlow<'a> {
@@ -83,20 +126,19 @@ impl<'a> GradientFlow<'a> {
         }
     }
 
+    /// The flow's clock.
+    pub fn timing(&self) -> Clock {
+        Clock::new(self.lambda, self.time)
+    }
+
     /// Fast time t of the flow's clock value s.
     pub fn fast_time(&self, s: f64) -> f64 {
-        match self.time {
-            TimeScale::Fast => s,
-            TimeScale::Slow => s / self.lambda,
-        }
+        self.timing().fast_time(s)
     }
 
     /// Clock value s of fast time t.
     pub fn clock(&self, t: f64) -> f64 {
-        match self.time {
-            TimeScale::Fast => t,
-            TimeScale::Slow => t * self.lambda,
-        }
+        self.timing().at_fast_time(t)
     }
 
     /// out ← −κ(∇F(θ) + λθ).

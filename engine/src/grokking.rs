@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::observe::Trajectory;
+use crate::stepping::Trajectory;
 
 /// When the training loss was fitted and when the test metric dropped.
 ///

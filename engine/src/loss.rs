@@ -136,8 +136,8 @@ pub trait Residuals {
     }
 
     /// For residuals r(θ) = Aβ(θ) − b with a constant m×G matrix A whose column g multiplies
-    /// a coefficient β_g that depends only on the parameters of curvature group g (a diagonal
-    /// network: β_j = u_j v_j on the group (u_j, v_j)): A, one column per group in the order
+    /// a coefficient β_g that depends only on the parameters of curvature group g (for
+    /// instance β_j = u_j v_j on the group (u_j, v_j)): A, one column per group in the order
     /// of [`Residuals::curvature_groups`]. J's columns on group g are then a_g∇β_gᵀ, rank
     /// one, and the structured solve works with A and the ∇β_g
     /// ([`Residuals::coefficient_gradients_into`]) instead of the m×d J: for pairs, half the

@@ -70,11 +70,6 @@ pub enum LinearSolver {
     /// than parameters with structured products (the preconditioner needs them); else
     /// structured when the loss has block-diagonal residual curvature and few enough
     /// residuals for it to pay ([`LinearCapabilities::structured_pays`]); dense otherwise.
-    /// On matrix completion (one shared block) the structured solve is 1.2–1.4× faster than
-    /// dense at d = 400, from 8% slower to 12% faster than matrix-free from d = 800 to 3200 and
-    /// 9–22% slower at d = 9800 in six benchmark runs of seven: both factorise an m×m matrix
-    /// once per linearisation, and the matrix-free solve refactorises less often when only the
-    /// step size changes.
     #[default]
     Auto,
     /// The Hessian assembled and the Newton matrix factorised (Cholesky, LU fallback).
@@ -88,9 +83,8 @@ pub enum LinearSolver {
     Structured,
 }
 
-/// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve. On
-/// matrix completion the dense solve is slightly faster at d = 400 and seven times slower
-/// at d = 1800 (BENCHMARKS.md, "Large d").
+/// The dimension from which [`LinearSolver::Auto`] chooses the matrix-free solve
+/// (BENCHMARKS.md, "Large d").
 pub const MATRIX_FREE_MIN_DIM: usize = 1000;
 
 /// What a loss offers the linear solvers of grokflow's BDF (see [`LinearSolver::choose`]).
@@ -117,14 +111,8 @@ pub struct LinearCapabilities {
 impl LinearCapabilities {
     /// True when a structured factorisation (B's blocks inverted, about 2Σk³ operations;
     /// W = B⁻¹Jᵀ, K = I/β + JW and its Cholesky, about m(md + m²/3 + Σk²); with a shared
-    /// block K is assembled by the loss in about 4m²) costs less than a dense one (d³/3).
-    /// Measured: the two-layer network (d = 300, m = 10) 4× faster than dense, the diagonal
-    /// network (d = 200, m = 30) 2×, matrix completion with its shared block (d = 400,
-    /// m = 280) 1.2–1.4×, matrix sensing (d = 100, m = 40: 0.72 times the dense
-    /// factorisation's operations by this count) 8–23% faster over λ = 1e-2 … 1e-8, where a
-    /// margin of two had left it dense: its solves (products with J and W) also run faster
-    /// than the d×d triangular solves they replace. Matrix completion through its stored
-    /// Jacobian (no shared block, 1.8 times the operations, 2.4× slower) stays dense.
+    /// block K is assembled by the loss in about 4m²) costs less than a dense one (d³/3)
+    /// (docs/design.md).
     pub fn structured_pays(&self) -> bool {
         let (m, d) = (self.residuals as f64, self.dim as f64);
         let gram = if self.shared_block { 4.0 * m } else { m * d };
@@ -157,7 +145,7 @@ impl LinearSolver {
             LinearSolver::Structured if !caps.curvature_blocks => Err(EngineError::InvalidInput(
                 "the structured linear solver needs a least-squares loss with fewer residuals \
                  than parameters and block-diagonal residual curvature, which this one does \
-                 not declare; choose --linear-solver auto or dense"
+                 not declare; choose the auto or dense linear solver"
                     .into(),
             )),
             other => Ok(*other),
@@ -211,21 +199,21 @@ impl Options {
         {
             return Err(EngineError::InvalidInput(format!(
                 "the {} linear solver works with the bdf method only, not {}; \
-                 choose --method bdf or --linear-solver dense",
+                 choose the bdf method or the dense linear solver",
                 self.linear_solver.name().replace('_', "-"),
                 method.name()
             )));
         }
         if self.max_steps == 0 {
             return Err(EngineError::InvalidInput(
-                "max_steps (--max-steps) must be at least 1".into(),
+                "the step budget must be at least 1".into(),
             ));
         }
         if let Some(q) = self.max_order {
             if *method != Method::Bdf {
                 return Err(EngineError::InvalidInput(format!(
                     "a maximum order applies to the bdf method only, not {}; \
-                     choose --method bdf or leave --max-order out",
+                     choose the bdf method or no maximum order",
                     method.name()
                 )));
             }

@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::flow::GradientFlow;
+use crate::integrate::integrate;
 use crate::la::norm;
 use crate::loss::Loss;
 use crate::method::{LinearSolver, Method, Options};
-use crate::observe::{Control, Observer, StepView, StopReason};
-use crate::run::{integrate, SolverStats};
+use crate::stepping::{BlowUpGuard, GradientBelow, Observer, SolverStats, StopReason};
 
 /// When the unregularised flow counts as converged, and how it is integrated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct PhiOptions {
     /// The step budget.
     pub max_steps: usize,
     /// The method: BDF, or gradient descent for runs whose flow is not smooth enough for an
-    /// implicit method (the exact ReLU), where Φ is then the limit of unregularised descent.
+    /// implicit method (a loss with kinks), where Φ is then the limit of unregularised descent.
     pub method: Method,
     /// The linear solver of the BDF (auto: matrix-free for large d).
     #[serde(default)]
@@ -69,36 +69,6 @@ pub struct PhiResult {
     pub stats: SolverStats,
 }
 
-/// Stops when ‖∇F(θ)‖ ≤ `tol`.
-pub struct GradientBelow<'a> {
-    loss: &'a dyn Loss,
-    tol: f64,
-    grad: Vec<f64>,
-}
-
-impl<'a> GradientBelow<'a> {
-    /// The rule ‖∇F(θ)‖ ≤ `tol` on `loss`.
-    pub fn new(loss: &'a dyn Loss, tol: f64) -> Self {
-        Self {
-            loss,
-            tol,
-            grad: vec![0.0; loss.dim()],
-        }
-    }
-}
-
-impl Observer for GradientBelow<'_> {
-    fn step(&mut self, view: &StepView<'_>) -> Control {
-        self.loss.gradient_into(view.theta, &mut self.grad);
-        let g = norm(&self.grad);
-        if g <= self.tol {
-            Control::Stop(StopReason::Converged { grad_norm: g })
-        } else {
-            Control::Continue
-        }
-    }
-}
-
 /// Φ(θ_init): integrates the unregularised flow until its gradient is small.
 /// `observers` see that integration (a progress bar, a recorder of θ₀(t)…).
 pub fn phi(
@@ -121,7 +91,7 @@ pub fn phi(
     }
     let flow = GradientFlow::unregularised(loss);
     let mut rule = GradientBelow::new(loss, tol);
-    let mut guard = crate::observe::BlowUpGuard::for_start(theta_init);
+    let mut guard = BlowUpGuard::for_start(theta_init);
     let mut all: Vec<&mut dyn Observer> = vec![&mut rule, &mut guard];
     all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
     let run_opts = Options {

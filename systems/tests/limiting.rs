@@ -4,13 +4,30 @@
 
 use grokflow_engine::la::{distance, norm, MatMut};
 use grokflow_engine::{
-    integrate, limiting_flow, phi, GradientFlow, LimitingOptions, LimitingStop, Loss, Method,
-    NoObservables, Options, PhiOptions, TimeScale,
+    integrate, limiting_flow, phi, GradientFlow, LimitingOptions, LimitingProblem, Loss, Method,
+    NoObservables, Observables, Options, PhiOptions, StopReason, TimeScale,
 };
 use grokflow_systems::{
     CompletionParams, DiagonalNetwork, DiagonalParams, LinearParams, LinearRegression,
     MatrixCompletion, System,
 };
+
+fn problem<'a>(
+    loss: &'a dyn Loss,
+    observables: &'a dyn Observables,
+    start: &'a [f64],
+    grad_scale: f64,
+    taus: &'a [f64],
+) -> LimitingProblem<'a> {
+    LimitingProblem {
+        loss,
+        observables,
+        start,
+        grad_scale,
+        taus,
+        lambda: 1.0,
+    }
+}
 
 fn taus() -> Vec<f64> {
     (0..=40).map(|k| 10.0 * k as f64 / 40.0).collect()
@@ -26,8 +43,8 @@ fn linear_regression_limiting_flow_is_the_closed_form() {
         rtol: 1e-11,
         ..LimitingOptions::default()
     };
-    let res = limiting_flow(&lr, &lr, &start, g0, &taus(), 1.0, &opts).unwrap();
-    assert_eq!(res.stop, LimitingStop::Finished, "{}", res.stop.describe());
+    let res = limiting_flow(&problem(&lr, &lr, &start, g0, &taus()), &opts, &mut []).unwrap();
+    assert_eq!(res.stop, StopReason::Finished, "{}", res.stop.describe());
     assert_eq!(res.trajectory.samples.len(), taus().len());
     let mut worst = 0.0f64;
     for (s, th) in res.trajectory.samples.iter().zip(&res.trajectory.states) {
@@ -53,7 +70,9 @@ fn check_nonlinear(system: &dyn System, label: &str, lambda: f64) {
     let g0 = norm(&system.gradient(theta0));
     let start = phi(system, theta0, &PhiOptions::default(), &mut []).unwrap();
     let opts = LimitingOptions::default();
-    let res = limiting_flow(system, system, &start.theta, g0, &taus(), 1.0, &opts).unwrap();
+    let taus = taus();
+    let problem = problem(system, system, &start.theta, g0, &taus);
+    let res = limiting_flow(&problem, &opts, &mut []).unwrap();
     eprintln!(
         "{label}: {} drift {:.2e}, kkt {:.2e}, min μ {:.2e}, min gap {:.2e}, limit at τ = {:?}, {:?}",
         res.stop.describe(),
@@ -66,7 +85,7 @@ fn check_nonlinear(system: &dyn System, label: &str, lambda: f64) {
     );
     assert_eq!(
         res.stop,
-        LimitingStop::Finished,
+        StopReason::Finished,
         "{label}: {}",
         res.stop.describe()
     );
@@ -179,19 +198,17 @@ fn the_flow_stops_at_a_singular_point_and_says_so() {
         tau_end: 40.0,
         ..LimitingOptions::default()
     };
-    let res = limiting_flow(
+    let problem = problem(
         &Cross,
         &NoObservables,
         &[1.0, 0.0, 0.0],
         1.0,
         &[0.0, 1.0, 5.0],
-        1.0,
-        &opts,
-    )
-    .unwrap();
+    );
+    let res = limiting_flow(&problem, &opts, &mut []).unwrap();
     eprintln!("{} {:?}", res.stop.describe(), res.warnings);
     match res.stop {
-        LimitingStop::SingularPoint { tau, .. } => {
+        StopReason::SingularPoint { tau, .. } => {
             // The gap μ/noise = x²/(3ε) falls below 10² near x ≈ 3e-7, τ ≈ 15.
             assert!(tau > 10.0 && tau < 20.0, "stopped at τ = {tau}");
         }

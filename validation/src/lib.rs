@@ -22,7 +22,7 @@ use std::time::Instant;
 use grokflow_engine::la::{distance, norm, MatMut};
 use grokflow_engine::{
     integrate, kkt_info, limiting_flow, log_time_grid, phi, Control, GradientFlow, LimitingOptions,
-    LimitingStop, Loss, Method, Observer, Options, PhiOptions, Recorder, StepView, StopReason,
+    LimitingProblem, Loss, Method, Observer, Options, PhiOptions, Recorder, StepView, StopReason,
     TimeScale, Trajectory,
 };
 use grokflow_systems::System;
@@ -237,7 +237,7 @@ pub struct SystemValidation {
     /// (the Morse–Bott constant of Props 3 and 4).
     pub mu_end: f64,
     /// How the limiting flow ended.
-    pub limiting_stop: LimitingStop,
+    pub limiting_stop: StopReason,
     /// The slow time up to which θ_M exists (T₂, or an earlier singular point).
     pub tau_valid: f64,
     /// Slow time of θ_M^∞, if reached.
@@ -444,7 +444,15 @@ fn references(
         rtol: cfg.limiting_rtol,
         ..LimitingOptions::default()
     };
-    let lim = limiting_flow(system, system, &phi.theta, g0, &tau_grid, 1.0, &lim_opts)
+    let problem = LimitingProblem {
+        loss: system,
+        observables: system,
+        start: &phi.theta,
+        grad_scale: g0,
+        taus: &tau_grid,
+        lambda: 1.0,
+    };
+    let lim = limiting_flow(&problem, &lim_opts, &mut [])
         .map_err(|e| err(format!("limiting flow: {e}")))?;
     // The limiting flow's own floor: its change at a 100× tighter tolerance.
     let tighter = LimitingOptions {
@@ -452,7 +460,7 @@ fn references(
         tau_limit_max: cfg.tau_end,
         ..lim_opts
     };
-    let lim_tight = limiting_flow(system, system, &phi.theta, g0, &tau_grid, 1.0, &tighter)
+    let lim_tight = limiting_flow(&problem, &tighter, &mut [])
         .map_err(|e| err(format!("limiting flow: {e}")))?;
     let floor = max_distance(&lim.trajectory.states, &lim_tight.trajectory.states, 0);
     let refs = References {

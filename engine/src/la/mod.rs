@@ -1,6 +1,9 @@
 //! Linear-algebra types and small vector kernels, aliased in one place so that the rest of
 //! grokflow never names a backend directly.
 
+mod factorisation;
+
+pub use factorisation::Factorisation;
 pub use faer::{Mat, MatMut, MatRef};
 
 /// A dense `f64` matrix (column-major, faer).

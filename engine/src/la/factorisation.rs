@@ -1,13 +1,7 @@
-//! Factorisations of the Newton matrix. In every implicit step the matrix is
-//! I − γJ = I + γκ(∇²F + λI): symmetric, and positive definite wherever ∇²F + λI is. It is
-//! factorised by Cholesky (LLᵀ) when that succeeds and by a partial-pivot LU otherwise (an
-//! indefinite Hessian far from the manifold), with faer's parallel kernels from n = 1500
-//! (below, the threads cost more than they save). diffsol's own dense LU uses full pivoting
-//! and is 20–45× slower from d ≈ 1000.
+//! Factorisations of symmetric matrices: Cholesky (LLᵀ) when the matrix is positive
+//! definite, partial-pivot LU otherwise, with faer's parallel kernels from
+//! [`PARALLEL_FROM`] rows on.
 
-use std::cell::Cell;
-
-use diffsol_la::{FaerContext, FaerMat, FaerVec, LaError, LinearOp, Matrix, MatrixCommon, Vector};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt;
 use faer::linalg::lu::partial_pivoting;
@@ -15,37 +9,22 @@ use faer::{Conj, Mat, MatMut, MatRef, Par};
 
 use crate::la::column;
 
-thread_local! {
-    static COUNTS: Cell<FactorisationCounts> = const { Cell::new(FactorisationCounts { cholesky: 0, lu: 0 }) };
-}
-
-/// How many factorisations of each kind the current thread has done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FactorisationCounts {
-    /// Successful Cholesky factorisations.
-    pub cholesky: usize,
-    /// Partial-pivot LU factorisations (after a failed Cholesky).
-    pub lu: usize,
-}
-
-/// The counts of this thread so far (diffsol owns its solver, so counts live beside it).
-pub fn factorisation_counts() -> FactorisationCounts {
-    COUNTS.with(|c| c.get())
-}
-
 /// A factorised symmetric matrix: Cholesky if it was positive definite, LU otherwise.
-pub(crate) enum Factorisation {
+pub enum Factorisation {
+    /// L (lower triangle; up to [`SMALL_SOLVE`] rows Lᵀ mirrored above it).
     Cholesky(Mat<f64>),
+    /// PA = LU with partial pivoting.
     Lu {
+        /// L (unit diagonal, strictly below) and U (on and above the diagonal).
         lu: Mat<f64>,
+        /// The row permutation P.
         perm: Vec<usize>,
+        /// Its inverse.
         perm_inv: Vec<usize>,
     },
 }
 
-/// From this size on the factorisations use faer's parallel kernels (measured here:
-/// Cholesky of 2000 in 0.040 s against 0.049 s sequentially, 3430 in 0.17 s against 0.24 s;
-/// below about 1000 the threads cost more than they save).
+/// From this size on the factorisations use faer's parallel kernels (docs/design.md).
 const PARALLEL_FROM: usize = 1500;
 
 fn par(n: usize) -> Par {
@@ -56,30 +35,9 @@ fn par(n: usize) -> Par {
     }
 }
 
-fn count(cholesky: bool) {
-    COUNTS.with(|c| {
-        let mut n = c.get();
-        if cholesky {
-            n.cholesky += 1;
-        } else {
-            n.lu += 1;
-        }
-        c.set(n)
-    });
-}
-
-/// Factorises the symmetric `a` exactly as the BDF Newton solve does (Cholesky, partial-pivot
-/// LU if that fails), solves `rhs` in place with it, and says whether Cholesky held. For
-/// benchmarks and checks of the linear algebra from outside the engine.
-pub fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
-    let f = Factorisation::new(a);
-    f.solve_vec(rhs);
-    f.is_cholesky()
-}
-
 impl Factorisation {
     /// Factorises `a` (its lower triangle for Cholesky; all of it for the LU fallback).
-    pub(crate) fn new(a: &Mat<f64>) -> Self {
+    pub fn new(a: &Mat<f64>) -> Self {
         Self::build(a.nrows(), None, |mut m, _| m.copy_from(a))
     }
 
@@ -88,7 +46,7 @@ impl Factorisation {
     /// and if that fails `fill(a, false)` writes every entry and a partial-pivot LU is taken.
     /// The storage of `recycled` is reused when it has the right size (no n² allocation per
     /// step).
-    pub(crate) fn build(
+    pub fn build(
         n: usize,
         recycled: Option<Factorisation>,
         fill: impl Fn(MatMut<'_, f64>, bool),
@@ -116,7 +74,6 @@ impl Factorisation {
             Default::default(),
         );
         if chol.is_ok() {
-            count(true);
             if n <= SMALL_SOLVE {
                 // Lᵀ into the upper triangle (never read by faer's solves), so that the
                 // hand-written back substitution runs down contiguous columns too.
@@ -128,7 +85,6 @@ impl Factorisation {
             }
             return Factorisation::Cholesky(a);
         }
-        count(false);
         fill(a.as_mut(), false);
         let mut perm = vec![0usize; n];
         let mut perm_inv = vec![0usize; n];
@@ -155,7 +111,7 @@ impl Factorisation {
 
     /// Factorises scale·`src` + shift·I for a symmetric n×n `src` (only its lower triangle is
     /// copied for the Cholesky attempt), in the storage of `recycled` when it fits.
-    pub(crate) fn shifted(
+    pub fn shifted(
         src: MatRef<'_, f64>,
         scale: f64,
         shift: f64,
@@ -174,15 +130,13 @@ impl Factorisation {
     }
 
     /// True for a Cholesky factorisation.
-    pub(crate) fn is_cholesky(&self) -> bool {
+    pub fn is_cholesky(&self) -> bool {
         matches!(self, Factorisation::Cholesky(_))
     }
 
-    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), sequentially. faer's parallel triangular solves are 17%
-    /// faster at n = 3430 (3.3 against 4.0 ms) and slower below n ≈ 2500, but their results
-    /// change in the last bits with the thread count (the parallel factorisations' do not),
-    /// and a sweep's results must not.
-    pub(crate) fn solve_in_place(&self, rhs: MatMut<'_, f64>, transpose: bool) {
+    /// rhs ← A⁻¹ rhs (or A⁻ᵀ rhs), sequentially: faer's parallel triangular solves change
+    /// the last bits with the thread count, and a sweep's results must not.
+    pub fn solve_in_place(&self, rhs: MatMut<'_, f64>, transpose: bool) {
         match self {
             Factorisation::Cholesky(l) => {
                 let mut buf = MemBuffer::new(llt::solve::solve_in_place_scratch::<f64>(
@@ -243,7 +197,7 @@ impl Factorisation {
 
     /// x ← A⁻¹ x for a vector: up to [`SMALL_SOLVE`] by substitution down contiguous
     /// columns, beyond by faer's triangular solves.
-    pub(crate) fn solve_vec(&self, x: &mut [f64]) {
+    pub fn solve_vec(&self, x: &mut [f64]) {
         let n = x.len();
         if n > SMALL_SOLVE {
             self.solve_in_place(faer::MatMut::from_column_major_slice_mut(x, n, 1), false);
@@ -268,10 +222,8 @@ impl Factorisation {
     }
 }
 
-/// Up to this size a single right-hand side is solved by substitution written here (the
-/// Woodbury capacitance matrices, m = 30–40 on the default instances): faer's recursive
-/// triangular solves spend most of their time on dispatch at these sizes (1.2 µs for the
-/// pair at m = 40, 11% of matrix sensing's time at λ = 1e-6).
+/// Up to this size a single right-hand side is solved by the substitutions below: faer's
+/// recursive triangular solves spend most of their time on dispatch there (docs/design.md).
 const SMALL_SOLVE: usize = 96;
 
 /// x ← L⁻¹x for the lower triangle L of `a` (with a unit diagonal if `unit`), one column of
@@ -280,8 +232,7 @@ fn forward_substitution(a: &Mat<f64>, x: &mut [f64], unit: bool) {
     let n = x.len();
     let pivot = |v: f64, d: f64| if unit { v } else { v / d };
     // Four columns at a time: their 4×4 diagonal block in registers, then one pass over the
-    // rest of x (the same operations in the same order as column by column, so the same
-    // result, with a quarter of the passes and a shorter chain of dependent steps).
+    // rest of x (the same operations in the same order as column by column).
     let mut j = 0;
     while j + 4 <= n {
         let (c0, c1, c2, c3) = (
@@ -353,60 +304,6 @@ fn back_substitution(a: &Mat<f64>, x: &mut [f64]) {
         for (xi, u) in x[..j].iter_mut().zip(&c[..j]) {
             *xi -= xj * u;
         }
-    }
-}
-
-/// The diffsol linear solver over [`Factorisation`].
-#[derive(Default)]
-pub struct SymmetricSolver {
-    matrix: Option<FaerMat<f64>>,
-    factors: Option<Factorisation>,
-}
-
-impl diffsol_la::LinearSolver<FaerMat<f64>> for SymmetricSolver {
-    fn set_sparsity<C: LinearOp<V = FaerVec<f64>, T = f64, M = FaerMat<f64>, C = FaerContext>>(
-        &mut self,
-        op: &C,
-    ) {
-        self.matrix = Some(<FaerMat<f64> as Matrix>::new_from_sparsity(
-            op.nrows(),
-            op.ncols(),
-            op.sparsity(),
-            *op.context(),
-        ));
-        self.factors = None;
-    }
-
-    fn set_linearisation<
-        C: LinearOp<V = FaerVec<f64>, T = f64, M = FaerMat<f64>, C = FaerContext>,
-    >(
-        &mut self,
-        op: &C,
-    ) {
-        let matrix = self
-            .matrix
-            .as_mut()
-            .expect("set_sparsity is called before set_linearisation");
-        op.matrix_inplace(matrix);
-        self.factors = Some(Factorisation::new(matrix.inner()));
-    }
-
-    fn solve_in_place(&self, x: &mut FaerVec<f64>) -> Result<(), LaError> {
-        let f = self
-            .factors
-            .as_ref()
-            .ok_or(diffsol_la::error::LinearSolverError::LinearSolverNotSetup)?;
-        f.solve_in_place(x.inner_mut().as_mut(), false);
-        Ok(())
-    }
-
-    fn solve_transpose_in_place(&self, x: &mut FaerVec<f64>) -> Result<(), LaError> {
-        let f = self
-            .factors
-            .as_ref()
-            .ok_or(diffsol_la::error::LinearSolverError::LinearSolverNotSetup)?;
-        f.solve_in_place(x.inner_mut().as_mut(), true);
-        Ok(())
     }
 }
 

@@ -1,0 +1,225 @@
+//! The limiting slow flow on the critical manifold M (DESIGN.md §1): dθ/dτ = −P(θ)θ from
+//! θ(0) = Φ(θ_init), kept on M, with P(θ) the orthogonal projector onto T_θM = ker ∇²F(θ).
+//! −P(θ)θ is the Riemannian gradient of −½‖θ‖² on M, so ‖θ‖ decreases along the flow and
+//! its limits are KKT points of min ½‖θ‖² on M (P(θ)θ = 0).
+//!
+//! It runs in the one step loop ([`crate::stepping::drive`]) with the stepper of
+//! [`stepper`], so progress, recording and interruption are observers as for every flow.
+//! Where the spectral gap collapses (a singular point of M, where the Morse–Bott assumption
+//! fails) the flow stops and says so.
+
+mod stepper;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+use crate::flow::{Clock, TimeScale};
+use crate::la::all_finite;
+use crate::loss::{Loss, Observables};
+use crate::stepping::{drive, Limits, Observer, Recorder, StopReason, Trajectory};
+use stepper::{DormandPrince, LimitSeeker, ManifoldColumns, OnManifold, StepControl};
+
+/// Options of the limiting flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitingOptions {
+    /// Local error tolerance of the Runge–Kutta pair (relative; absolute is 1e-2 of it).
+    pub rtol: f64,
+    /// Retract until ‖∇F‖ ≤ `retraction_tol` · max(‖∇F(θ_init)‖, 1), or until Newton's
+    /// steps stop reducing it (the rest of ∇F lies along directions of vanishing curvature).
+    pub retraction_tol: f64,
+    /// The flow fails if ‖∇F‖ stays above `drift_limit` · max(‖∇F(θ_init)‖, 1) after a
+    /// retraction.
+    pub drift_limit: f64,
+    /// Integrate up to this slow time (the samples requested must lie below it).
+    pub tau_end: f64,
+    /// θ_M^∞ is declared once ‖P(θ)θ‖ ≤ `kkt_tol` · max(‖θ‖, 1); the flow goes on past
+    /// `tau_end` up to `tau_limit_max` to find it.
+    pub kkt_tol: f64,
+    /// How far to go looking for θ_M^∞.
+    pub tau_limit_max: f64,
+    /// Warn when the spectral gap (μ_{k+1}/noise) falls below this.
+    pub gap_warn: f64,
+    /// Stop at a singular point when the gap falls below this.
+    pub gap_stop: f64,
+    /// Step budget.
+    pub max_steps: usize,
+}
+
+impl Default for LimitingOptions {
+    fn default() -> Self {
+        Self {
+            rtol: 1e-9,
+            retraction_tol: 1e-12,
+            drift_limit: 1e-8,
+            tau_end: 10.0,
+            kkt_tol: 1e-8,
+            tau_limit_max: 200.0,
+            gap_warn: 1e4,
+            gap_stop: 1e2,
+            max_steps: 100_000,
+        }
+    }
+}
+
+/// Work done by the limiting flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitingStats {
+    /// Accepted steps.
+    pub steps: usize,
+    /// Rejected steps.
+    pub rejected: usize,
+    /// Spectral decompositions: SVDs of the residual Jacobian, or symmetric
+    /// eigendecompositions of the Hessian for losses without residuals.
+    pub decompositions: usize,
+    /// Newton iterations of the retractions.
+    pub retraction_iterations: usize,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+}
+
+/// The limiting flow and what it found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitingResult {
+    /// Samples at the requested slow times: the observables' columns, then
+    /// `kkt_residual, spectral_gap, mu, kernel_dim`.
+    pub trajectory: Trajectory,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// θ where it ended.
+    pub theta_end: Vec<f64>,
+    /// Slow time where it ended.
+    pub tau_end: f64,
+    /// θ_M^∞, if the KKT residual fell below its tolerance.
+    pub theta_limit: Option<Vec<f64>>,
+    /// The slow time at which it did.
+    pub tau_limit: Option<f64>,
+    /// max over the flow of ‖∇F(θ_M)‖ / ‖∇F(θ_init)‖: the drift off M.
+    pub max_drift: f64,
+    /// ‖P(θ)θ‖ where the flow ended.
+    pub kkt_residual: f64,
+    /// The smallest Morse–Bott constant μ (smallest non-zero Hessian eigenvalue) seen.
+    pub min_mu: f64,
+    /// The smallest spectral gap seen.
+    pub min_gap: f64,
+    /// Things a reader should know (small gaps…).
+    pub warnings: Vec<String>,
+    /// Work done.
+    pub stats: LimitingStats,
+}
+
+/// What the limiting flow integrates and records.
+pub struct LimitingProblem<'a> {
+    /// The loss whose critical set is M.
+    pub loss: &'a dyn Loss,
+    /// The columns recorded beside the manifold's own.
+    pub observables: &'a dyn Observables,
+    /// Where the flow starts: Φ(θ_init) (it is retracted onto M first).
+    pub start: &'a [f64],
+    /// ‖∇F(θ_init)‖: the scale of the drift and retraction tolerances.
+    pub grad_scale: f64,
+    /// The slow times τ at which samples are recorded (ascending, within `tau_end`).
+    pub taus: &'a [f64],
+    /// λ of the recorded fast times t = τ/λ.
+    pub lambda: f64,
+}
+
+/// Integrates the limiting flow of `problem` and records it at `problem.taus`; `observers`
+/// (progress, interruption…) see its steps.
+pub fn limiting_flow(
+    problem: &LimitingProblem<'_>,
+    opts: &LimitingOptions,
+    observers: &mut [&mut dyn Observer],
+) -> Result<LimitingResult, EngineError> {
+    let loss = problem.loss;
+    if !all_finite(problem.start) || problem.start.len() != loss.dim() {
+        return Err(EngineError::InvalidInput(
+            "the limiting flow needs a finite start of the loss's dimension".into(),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let scale = problem.grad_scale.max(1.0);
+    let on = OnManifold::new(
+        loss,
+        opts.retraction_tol * scale,
+        problem.grad_scale.max(f64::MIN_POSITIVE),
+    );
+    let drift_limit = opts.drift_limit * scale;
+    let mut theta = problem.start.to_vec();
+    let g0 = on.retract(&mut theta)?;
+    let stats = |steps: usize, rejected: usize| LimitingStats {
+        steps,
+        rejected,
+        decompositions: on.work().0,
+        retraction_iterations: on.work().1,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    if g0 > drift_limit {
+        return Ok(LimitingResult {
+            trajectory: Trajectory::default(),
+            stop: StopReason::RetractionFailed {
+                tau: 0.0,
+                grad_norm: g0,
+            },
+            theta_end: theta,
+            tau_end: 0.0,
+            theta_limit: None,
+            tau_limit: None,
+            max_drift: on.max_drift(),
+            kkt_residual: f64::NAN,
+            min_mu: f64::NAN,
+            min_gap: f64::INFINITY,
+            warnings: Vec::new(),
+            stats: stats(0, 0),
+        });
+    }
+    let field = on.field(&theta)?;
+    on.follow(field.1.normal.ncols());
+    let control = StepControl {
+        rtol: opts.rtol,
+        drift_limit,
+        gap_warn: opts.gap_warn,
+        gap_stop: opts.gap_stop,
+    };
+    let mut stepper = DormandPrince::new(&on, control, theta, field, 0.01f64.min(opts.tau_end));
+    let columns = ManifoldColumns {
+        on: &on,
+        inner: problem.observables,
+    };
+    let clock = Clock::new(problem.lambda, TimeScale::Slow);
+    let mut recorder = Recorder::with_clock(loss, clock, &columns, &[])
+        .at_clock_values(problem.taus.to_vec())
+        .keep_states(true)
+        .without_final_sample();
+    let mut seeker = LimitSeeker {
+        tol: opts.kkt_tol,
+        tau_end: opts.tau_end,
+        tau_max: opts.tau_limit_max,
+        start_kkt: stepper.kkt_residual(),
+        limit: None,
+    };
+    let mut all: Vec<&mut dyn Observer> = vec![&mut recorder, &mut seeker];
+    all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+    let limits = Limits {
+        s_end: opts.tau_end.max(opts.tau_limit_max),
+        stops: vec![opts.tau_end],
+        max_steps: opts.max_steps,
+    };
+    let outcome = drive(&mut stepper, &limits, &mut all);
+    drop(all);
+    let (steps, rejected) = stepper.counts();
+    let (tau_limit, theta_limit) = seeker.limit.take().unzip();
+    Ok(LimitingResult {
+        trajectory: recorder.into_trajectory(),
+        stop: outcome.stop,
+        theta_end: outcome.theta_final,
+        tau_end: outcome.s_final,
+        theta_limit,
+        tau_limit,
+        max_drift: on.max_drift(),
+        kkt_residual: stepper.kkt_residual(),
+        min_mu: stepper.min_mu,
+        min_gap: stepper.min_gap,
+        warnings: std::mem::take(&mut stepper.warnings),
+        stats: stats(steps, rejected),
+    })
+}

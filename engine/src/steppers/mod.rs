@@ -1,0 +1,9 @@
+//! The methods, each a [`crate::stepping::Stepper`] of the one loop: grokflow's BDF, gradient
+//! descent, and diffsol's solvers.
+
+mod bdf;
+pub(crate) mod diffsol;
+mod gd;
+
+pub(crate) use bdf::Bdf;
+pub(crate) use gd::GradientDescent;
