@@ -1,11 +1,13 @@
-//! The grokflow application: command-line parsing, run orchestration and the run directory.
-//! The binaries in `src/bin` only parse, call this crate, and print.
+//! The grokflow application: the command line built from the registry, runs and sweeps,
+//! the run directory and the validation report. The binaries in `src/bin` only parse, call
+//! this crate, and print.
 
-pub mod bench;
 pub mod cli;
 pub mod output;
 pub mod progress;
-pub mod scaling;
+pub mod request;
+pub mod run;
 pub mod simulate;
-pub mod validation_figures;
-pub mod workprec;
+pub mod summary;
+pub mod sweep;
+pub mod validate;

@@ -562,24 +562,38 @@ fn a_tolerance_below_the_rounding_floor_is_warned_about() {
 }
 
 #[test]
-fn presets_and_the_sharpness_sweep_run() {
+fn presets_and_a_parameter_sweep_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
     let o = simulate(&[
         "relu",
         "--lambda",
         "1e-3",
-        "--sharpness-sweep",
-        "5,20",
+        "--sweep",
+        "sharpness=5,20",
         "--out",
         out.to_str().unwrap(),
         "-q",
         "--no-plot",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let csv = std::fs::read_to_string(out.join("sweep_summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(out.join("beta-5/summary.json").exists() && out.join("beta-20/summary.json").exists());
+    let (five, twenty) = (
+        out.join("lambda1e-3-sharpness5/summary.json"),
+        out.join("lambda1e-3-sharpness20/summary.json"),
+    );
+    assert!(five.exists() && twenty.exists());
+    // The same instance at both sharpnesses, and the second's final function compared with
+    // the first's.
+    let (a, b) = (read_json(&five), read_json(&twenty));
+    assert_eq!(a["report"]["final"]["activation"]["beta"], 5.0);
+    assert_eq!(b["report"]["final"]["activation"]["beta"], 20.0);
+    let entries = read_json(&out.join("sweep_summary.json"));
+    assert!(entries[0]["sup_change"].is_null());
+    assert!(entries[1]["sup_change"]
+        .as_f64()
+        .is_some_and(|d| d > 0.0 && d.is_finite()));
     // The diagonal preset: the paper's λ and initialisation variance.
     let out = dir.path().join("fig4");
     let o = simulate(&[
@@ -652,7 +666,9 @@ fn bad_system_parameters_get_a_one_line_error() {
         (vec!["diagonal", "--init-variance", "-1"], "init variance"),
         (vec!["relu", "--width", "0"], "neuron"),
         (vec!["relu", "--sharpness", "0"], "sharpness"),
-        (vec!["relu", "--sharpness-sweep", "10,-1"], "sharpness"),
+        (vec!["relu", "--sweep", "sharpness=10,-1"], "sharpness"),
+        (vec!["relu", "--sweep", "beta=10,100"], "no parameter"),
+        (vec!["linear", "--lambdas", "1e-2,0.01"], "twice"),
     ] {
         let mut a = args.clone();
         a.extend(["--out", out, "-q"]);
@@ -760,6 +776,6 @@ fn a_parallel_sweep_gives_the_same_runs_on_any_number_of_threads() {
         }
     }
     let csv = std::fs::read_to_string(dir.path().join("one/sweep_summary.csv")).unwrap();
-    assert!(csv.starts_with("lambda,seed,complete,steps,"));
+    assert!(csv.starts_with("lambda,seed,value,complete,steps,"));
     assert_eq!(csv.lines().count(), 7);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates the README's gallery from default runs of every system (about 30 s).
+# Regenerates the README's gallery from default runs of every system, and the committed
+# validation report (about a minute).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=docs/figures
-cargo build --release --bin simulate
+cargo build --release --bin simulate --bin validate
 run() { # name, then simulate's arguments
     local name=$1; shift
     target/release/simulate "$@" --out "runs/gallery-$name" --quiet
@@ -18,6 +19,8 @@ run matrix-completion matrix-completion --lambda 1e-4
 run matrix-sensing matrix-sensing --lambda 1e-4
 run diagonal diagonal --lambda 1e-4
 run relu-paper-fig3 relu --preset paper-fig3
-target/release/simulate relu --lambda 1e-3 --sharpness-sweep 10,30,100,300,1000 --out runs/gallery-relu-sweep --quiet
+target/release/simulate relu --lambda 1e-3 --sweep sharpness=10,30,100,300,1000 --out runs/gallery-relu-sweep --quiet
 cp runs/gallery-relu-sweep/sweep.png "$out/relu-sweep.png"
+# The committed validation report (README, "Validation").
+target/release/validate --out validation/reports/default
 echo "gallery written to $out"

@@ -23,6 +23,13 @@ pub enum TimeScale {
     Slow,
 }
 
+/// The smallest rtol worth asking of a λ-flow: 0.1·ε/λ. In slow time the right-hand side is
+/// −(∇F + λθ)/λ, so the rounding error of ∇F reaches the drift along M multiplied by 1/λ
+/// (docs/design.md).
+pub fn rounding_floor(lambda: f64) -> f64 {
+    0.1 * f64::EPSILON / lambda
+}
+
 /// How a clock s relates to fast time t and slow time τ = λt: s = t (fast) or s = τ (slow).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Clock {

@@ -37,17 +37,11 @@ pub trait Loss: Send + Sync {
     }
 
     /// True when F is a convex quadratic: ∇²F the same positive semidefinite matrix at every
-    /// θ (linear least squares). The flows' Jacobians are then constant with eigenvalues
-    /// ≤ 0, so a Newton iteration whose matrix is I − c′J for the step's I − cJ contracts at
-    /// most by |1 − c/c′| per iteration (zero when c′ = c), and grokflow's BDF accepts its
-    /// corrector on that bound (with the structured solve, which then refactorises at every
-    /// c, always after one iteration). The default is false; say true only when it holds
-    /// exactly (a wrong true gives steps whose Newton error is not controlled). The BDF
-    /// probes the declaration with two gradients and three Hessian-vector products before it
-    /// relies on it, and refuses a loss whose Hessian moves with θ, whose gradient does not
-    /// change by the Hessian times the displacement, whose derivatives are not finite a
-    /// distance max(1, ‖θ₀‖) away, or that shows negative curvature; the full check is
-    /// [`crate::check_derivatives`].
+    /// θ (linear least squares). A Newton iteration with the matrix I − c′J for the step's
+    /// I − cJ then contracts by at most |1 − c/c′|, and the BDF accepts its corrector on that
+    /// bound. The default is false; say true only when it holds exactly. The BDF probes the
+    /// declaration before relying on it and refuses a loss that fails the probe; the full
+    /// check is [`crate::check_derivatives`].
     fn is_convex_quadratic(&self) -> bool {
         false
     }

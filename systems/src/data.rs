@@ -79,3 +79,10 @@ pub fn orthonormal_columns(rng: &mut ChaCha8Rng, n: usize, k: usize) -> DMat {
     let qr = g.qr();
     qr.compute_thin_Q()
 }
+
+/// `count` values: `first` in order, then `rest` (a default spectrum for a given rank).
+pub fn default_spectrum(count: usize, first: &[f64], rest: f64) -> Vec<f64> {
+    (0..count)
+        .map(|k| first.get(k).copied().unwrap_or(rest))
+        .collect()
+}

@@ -16,6 +16,9 @@ use crate::curve::Curve;
 use crate::data::{check_vec, gaussian_vec, permutation, rng};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
+use crate::params::{Kind, Param};
+use crate::spec::{Preset, RunPreset, SystemSpec};
+use crate::system::{parse_file, System};
 
 /// A coefficient counts as present when |βⱼ| exceeds this fraction of the largest.
 pub const SUPPORT_THRESHOLD: f64 = 1e-3;
@@ -519,3 +522,79 @@ impl Curve for DiagonalNetwork {
         (self.x.clone(), self.y.clone())
     }
 }
+
+crate::impl_system!(
+    DiagonalNetwork,
+    fn curve(&self) -> Option<&dyn Curve> {
+        Some(self)
+    }
+);
+
+/// The small instance of the tests and the quick validation.
+fn small(seed: u64) -> Result<Box<dyn System>, SystemError> {
+    let p = DiagonalParams {
+        frequencies: 10,
+        n: 12,
+        teacher_sparsity: 2,
+        seed,
+        ..DiagonalParams::default()
+    };
+    Ok(Box::new(DiagonalNetwork::generate(&p)?))
+}
+
+/// The diagonal network in the registry.
+pub static SPEC: SystemSpec = SystemSpec {
+    name: "diagonal",
+    about: "Diagonal linear network β = u⊙v on Fourier features (paper App. C, Fig. 4): the slow \
+            phase lowers ‖u‖² + ‖v‖² ≥ 2‖β‖₁ and recovers the sparse teacher",
+    details: "Default instance: p = 100 features (frequencies 1…50), n = 30 points, a 3-sparse \
+              teacher ±2, u, v ~ N(0, 0.5). Test metric: the mean squared error over \
+              x ~ U[−π, π] (= ½‖β − β*‖² by Parseval).",
+    params: &[
+        Param::new(
+            "frequencies",
+            "Frequencies K: features cos kx, sin kx for k = 1..K (p = 2K)",
+            Kind::Count,
+            "50",
+        ),
+        Param::new("n", "Training points n (≥ 1, < p)", Kind::Count, "30"),
+        Param::new("teacher-sparsity", "Non-zero teacher coefficients", Kind::Count, "3"),
+        Param::new("teacher-scale", "Their magnitude (> 0)", Kind::Real, "2"),
+        Param::new("init-variance", "Variance of u, v at θ_init (> 0)", Kind::Real, "0.5"),
+        Param::new("seed", "Seed of the instance generator", Kind::Count, "0"),
+    ],
+    presets: &[Preset {
+        name: "paper-fig4",
+        help: "The paper's Figure 4: λ = 1e-4, initialisation variance 0.1, teacher ±1 (the \
+               feature count and the teacher are not given: p = 100, n = 30, 3-sparse)",
+        params: &[("init-variance", "0.1"), ("teacher-scale", "1")],
+        run: RunPreset {
+            lambda: Some(1e-4),
+            method: None,
+            t_end: None,
+            tau_end: None,
+        },
+    }],
+    generate: |s| {
+        let p = DiagonalParams {
+            frequencies: s.count("frequencies")?,
+            n: s.count("n")?,
+            teacher_sparsity: s.count("teacher-sparsity")?,
+            teacher_scale: s.real("teacher-scale")?,
+            init_variance: s.real("init-variance")?,
+            seed: s.seed("seed")?,
+        };
+        Ok(Box::new(DiagonalNetwork::generate(&p)?))
+    },
+    load: |v| Ok(Box::new(DiagonalNetwork::from_file(parse_file(v)?)?)),
+    cheap: small,
+    validation: |quick| {
+        if quick {
+            small(1)
+        } else {
+            Ok(Box::new(DiagonalNetwork::generate(&DiagonalParams::default())?))
+        }
+    },
+    scaled: None,
+    smooth_family: None,
+};

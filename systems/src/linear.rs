@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::{check_vec, gaussian_mat, gaussian_vec, mat_to_rows, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::with_buf;
+use crate::params::{Kind, Param};
+use crate::spec::SystemSpec;
+use crate::system::parse_file;
+use crate::truth::Truth;
 
 /// How the ground truth θ_true is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -516,3 +520,95 @@ impl LinearTruth {
         out
     }
 }
+
+crate::impl_system!(
+    LinearRegression,
+    fn truth(&self) -> Option<Box<dyn Truth>> {
+        LinearRegression::truth(self)
+            .ok()
+            .map(|t| Box::new(t) as Box<dyn Truth>)
+    }
+);
+
+impl Truth for LinearTruth {
+    fn exact_flow(&self, theta0: &[f64], lambda: f64, t: f64) -> Vec<f64> {
+        LinearTruth::exact_flow(self, theta0, lambda, t)
+    }
+    fn phi(&self, theta: &[f64]) -> Vec<f64> {
+        LinearTruth::phi(self, theta)
+    }
+    fn limiting_flow(&self, theta_init: &[f64], tau: f64) -> Vec<f64> {
+        LinearTruth::limiting_flow(self, theta_init, tau)
+    }
+    fn top_curvature(&self) -> f64 {
+        self.eigenvalues().iter().cloned().fold(0.0, f64::max)
+    }
+}
+
+/// Linear regression in the registry.
+pub static SPEC: SystemSpec = SystemSpec {
+    name: "linear",
+    about: "Linear regression ‖Xθ − y‖²/(2n), n < d (paper §5): the slow phase drifts from \
+            the projection of θ_init onto {Xθ = y} to the minimum-norm solution X⁺y",
+    details: "Default instance: n = 20, d = 200, X ~ N(0, 1), θ_true ~ N(0, I/d), \
+              θ_init ~ N(0, I). Test metric: ½‖θ − θ_true‖², the expected squared error for \
+              isotropic Gaussian inputs.",
+    params: &[
+        Param::new("n", "Samples n (≥ 1, < d)", Kind::Count, "20"),
+        Param::new("d", "Dimension d (> n)", Kind::Count, "200"),
+        Param::new("seed", "Seed of the instance generator", Kind::Count, "0"),
+        Param::new("init-scale", "θ_init ~ N(0, σ²I) with σ = init-scale (≥ 0)", Kind::Real, "1"),
+        Param::new(
+            "teacher",
+            "Ground truth θ_true",
+            Kind::Choice(&[
+                ("gaussian", "θ_true ~ N(0, I/d)"),
+                ("sparse", "--teacher-k entries ±1/√k"),
+            ]),
+            "gaussian",
+        ),
+        Param::new("teacher-k", "Non-zeros of a sparse teacher (1 ≤ k ≤ d)", Kind::Count, "3"),
+        Param::new("noise", "Label noise: y = Xθ_true + noise·ε (≥ 0)", Kind::Real, "0"),
+    ],
+    presets: &[],
+    generate: |s| {
+        let teacher = match s.choice("teacher")? {
+            "sparse" => LinearTeacher::Sparse {
+                k: s.count("teacher-k")?,
+            },
+            _ => LinearTeacher::Gaussian,
+        };
+        let p = LinearParams {
+            n: s.count("n")?,
+            d: s.count("d")?,
+            seed: s.seed("seed")?,
+            init_scale: s.real("init-scale")?,
+            teacher,
+            noise: s.real("noise")?,
+        };
+        Ok(Box::new(LinearRegression::generate(&p)?))
+    },
+    load: |v| Ok(Box::new(LinearRegression::from_file(parse_file(v)?)?)),
+    cheap: |seed| {
+        Ok(Box::new(LinearRegression::generate(&LinearParams {
+            n: 8,
+            d: 30,
+            seed,
+            ..LinearParams::default()
+        })?))
+    },
+    validation: |quick| {
+        let p = if quick {
+            LinearParams {
+                n: 10,
+                d: 60,
+                ..LinearParams::default()
+            }
+        } else {
+            LinearParams::default()
+        };
+        Ok(Box::new(LinearRegression::generate(&p)?))
+    },
+    scaled: None,
+    smooth_family: None,
+};

@@ -12,10 +12,15 @@ use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{
+    default_spectrum,
     check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, permutation, rng, rows_to_mat,
 };
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::with_buf;
+use crate::params::{Kind, Param, Settings};
+use crate::spec::{Preset, RunPreset, SystemSpec};
+use crate::system::parse_file;
+use grokflow_engine::Method;
 use crate::spectral::{singular_values, MatrixReport};
 
 /// Parameters of a generated matrix-completion instance.
@@ -628,3 +633,100 @@ impl MatrixCompletion {
         )
     }
 }
+
+crate::impl_system!(MatrixCompletion);
+
+fn completion_params(s: &Settings) -> Result<CompletionParams, SystemError> {
+    let rank = s.count("rank")?;
+    Ok(CompletionParams {
+        n1: s.count("n1")?,
+        n2: s.count("n2")?,
+        width: s.count("width")?,
+        rank,
+        singular_values: s
+            .reals("singular-values")?
+            .unwrap_or_else(|| default_spectrum(rank, &[20.0, 15.0, 10.0], 5.0)),
+        observed: s.real("observed")?,
+        init_scale: s.real("init-scale")?,
+        seed: s.seed("seed")?,
+    })
+}
+
+/// Matrix completion in the registry.
+pub static SPEC: SystemSpec = SystemSpec {
+    name: "matrix-completion",
+    about: "Matrix completion ½Σ_Ω((UVᵀ)ᵢⱼ − M*ᵢⱼ)² (paper eq. 8, Fig. 2): the slow phase lowers \
+            ‖U‖² + ‖V‖² ≥ 2‖UVᵀ‖_*, and the learned matrix becomes low rank",
+    details: "Default instance: 20×20, rank 3 with singular values 20, 15, 10, width r = 10, 70% \
+              observed, U, V ~ N(0, 1). Test metric: ‖UVᵀ − M*‖²_F/(n₁n₂).",
+    params: &[
+        Param::new("n1", "Rows n₁ (≥ 1)", Kind::Count, "20"),
+        Param::new("n2", "Columns n₂ (≥ 1)", Kind::Count, "20"),
+        Param::new("width", "Width r of the factors U, V (≥ 1)", Kind::Count, "10"),
+        Param::new("rank", "Rank of the ground truth (1 to min(n₁, n₂))", Kind::Count, "3"),
+        Param {
+            name: "singular-values",
+            help: "Its singular values, comma separated [default: 20,15,10, then 5 for each \
+                   further rank]",
+            kind: Kind::Reals,
+            default: None,
+            model: false,
+        },
+        Param::new("observed", "Fraction of observed entries, in (0, 1]", Kind::Real, "0.7"),
+        Param::new("init-scale", "Entries of U, V at θ_init ~ N(0, σ²), σ = init-scale", Kind::Real, "1"),
+        Param::new("seed", "Seed of the instance generator", Kind::Count, "0"),
+    ],
+    presets: &[Preset {
+        name: "paper-fig2",
+        help: "The paper's Figure 2: 20×20, rank 3, width 10, 50% observed, N(0, 1) \
+               initialisation, λ = 1e-3, gradient descent with step 0.01 up to t = 2·10⁴",
+        params: &[("observed", "0.5")],
+        run: RunPreset {
+            lambda: Some(1e-3),
+            method: Some(Method::GradientDescent { lr: 0.01 }),
+            t_end: Some(2e4),
+            tau_end: None,
+        },
+    }],
+    generate: |s| Ok(Box::new(MatrixCompletion::generate(&completion_params(s)?)?)),
+    load: |v| Ok(Box::new(MatrixCompletion::from_file(parse_file(v)?)?)),
+    cheap: |seed| {
+        let p = CompletionParams {
+            n1: 8,
+            n2: 8,
+            width: 4,
+            rank: 2,
+            singular_values: vec![4.0, 2.0],
+            observed: 0.7,
+            seed,
+            ..CompletionParams::default()
+        };
+        Ok(Box::new(MatrixCompletion::generate(&p)?))
+    },
+    // The default limit is a singular point of M (a rank-deficient matrix): the fully
+    // overparameterised r = n case on 8×8 reaches θ_M^∞ (quick and full alike).
+    validation: |_quick| {
+        let p = CompletionParams {
+            n1: 8,
+            n2: 8,
+            width: 8,
+            rank: 2,
+            singular_values: vec![4.0, 2.0],
+            observed: 0.8,
+            seed: 0,
+            ..CompletionParams::default()
+        };
+        Ok(Box::new(MatrixCompletion::generate(&p)?))
+    },
+    // n×n with width r = n (d = 2n²), the default rank-3 truth, 70% observed.
+    scaled: Some(|n| {
+        let p = CompletionParams {
+            n1: n,
+            n2: n,
+            width: n,
+            ..CompletionParams::default()
+        };
+        Ok(Box::new(MatrixCompletion::generate(&p)?))
+    }),
+    smooth_family: None,
+};

@@ -10,9 +10,12 @@ use grokflow_engine::la::{dot, DMat, MatMut, MatRef};
 use grokflow_engine::{Loss, Observables, Residuals};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{check_vec, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
+use crate::data::{check_vec, default_spectrum, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
+use crate::params::{Kind, Param, Settings};
+use crate::spec::SystemSpec;
+use crate::system::{parse_file, System};
 use crate::spectral::{singular_values, MatrixReport};
 
 /// Parameters of a generated matrix-sensing instance.
@@ -583,3 +586,82 @@ impl Observables for MatrixSensing {
         out.push(sv.iter().sum());
     }
 }
+
+crate::impl_system!(MatrixSensing);
+
+fn sensing_params(s: &Settings) -> Result<SensingParams, SystemError> {
+    let (n, rank) = (s.count("n")?, s.count("rank")?);
+    Ok(SensingParams {
+        n,
+        width: s.count_opt("width")?.unwrap_or(n),
+        rank,
+        eigenvalues: s
+            .reals("eigenvalues")?
+            .unwrap_or_else(|| default_spectrum(rank, &[4.0, 2.0], 1.0)),
+        measurements: s.count("measurements")?,
+        init_scale: s.real("init-scale")?,
+        seed: s.seed("seed")?,
+    })
+}
+
+/// The small instance of the tests and the quick validation.
+fn small(seed: u64) -> Result<Box<dyn System>, SystemError> {
+    let p = SensingParams {
+        n: 5,
+        width: 5,
+        rank: 1,
+        eigenvalues: vec![2.0],
+        measurements: 10,
+        seed,
+        ..SensingParams::default()
+    };
+    Ok(Box::new(MatrixSensing::generate(&p)?))
+}
+
+/// Matrix sensing in the registry.
+pub static SPEC: SystemSpec = SystemSpec {
+    name: "matrix-sensing",
+    about: "Symmetric matrix sensing (1/2m)Σₖ(⟨Aₖ, UUᵀ⟩ − bₖ)² (paper App. C): the slow phase \
+            lowers ‖U‖² = ‖UUᵀ‖_*",
+    details: "Default instance: n = r = 10, rank 2 with eigenvalues 4, 2, m = 40 GOE \
+              measurements, U ~ N(0, 1). Test metric: ‖UUᵀ − M*‖²_F/n².",
+    params: &[
+        Param::new("n", "Size n of the matrix (≥ 1)", Kind::Count, "10"),
+        Param {
+            name: "width",
+            help: "Width r of U (≥ 1) [default: n]",
+            kind: Kind::Count,
+            default: None,
+            model: false,
+        },
+        Param::new("rank", "Rank of the ground truth (1 to n)", Kind::Count, "2"),
+        Param {
+            name: "eigenvalues",
+            help: "Its eigenvalues, comma separated [default: 4,2, then 1 for each further rank]",
+            kind: Kind::Reals,
+            default: None,
+            model: false,
+        },
+        Param::new(
+            "measurements",
+            "Number of Gaussian measurements m (< n(n+1)/2)",
+            Kind::Count,
+            "40",
+        ),
+        Param::new("init-scale", "Entries of U at θ_init ~ N(0, σ²), σ = init-scale", Kind::Real, "1"),
+        Param::new("seed", "Seed of the instance generator", Kind::Count, "0"),
+    ],
+    presets: &[],
+    generate: |s| Ok(Box::new(MatrixSensing::generate(&sensing_params(s)?)?)),
+    load: |v| Ok(Box::new(MatrixSensing::from_file(parse_file(v)?)?)),
+    cheap: small,
+    validation: |quick| {
+        if quick {
+            small(0)
+        } else {
+            Ok(Box::new(MatrixSensing::generate(&SensingParams::default())?))
+        }
+    },
+    scaled: None,
+    smooth_family: None,
+};

@@ -20,6 +20,10 @@ use crate::curve::{grid, Curve};
 use crate::data::{check_vec, gaussian_vec, rng};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
+use crate::params::{Kind, Param, Settings};
+use crate::spec::{Preset, RunPreset, SmoothFamily, SystemSpec};
+use crate::system::{parse_file, System};
+use grokflow_engine::Method;
 
 /// The activation σ.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -550,3 +554,116 @@ impl Curve for TwoLayerNetwork {
         (self.x.clone(), self.y.clone())
     }
 }
+
+crate::impl_system!(
+    TwoLayerNetwork,
+    fn curve(&self) -> Option<&dyn Curve> {
+        Some(self)
+    },
+    fn with_model(&self, s: &Settings) -> Result<Box<dyn System>, SystemError> {
+        let activation = match (s.is_given("activation"), self.activation) {
+            // A sharpness alone sharpens a softplus instance and leaves a ReLU one alone.
+            (false, Activation::Relu) => Activation::Relu,
+            _ => activation(s)?,
+        };
+        Ok(Box::new(TwoLayerNetwork::with_activation(self, activation)))
+    }
+);
+
+/// The activation of `s`: its --activation, with --sharpness for the softplus.
+fn activation(s: &Settings) -> Result<Activation, SystemError> {
+    Ok(match s.choice("activation")? {
+        "relu" => Activation::Relu,
+        _ => Activation::Softplus {
+            beta: s.real("sharpness")?,
+        },
+    })
+}
+
+/// The small instance of the tests and the quick validation.
+fn small(seed: u64) -> Result<Box<dyn System>, SystemError> {
+    let p = ReluParams {
+        width: 12,
+        n: 6,
+        activation: Activation::Softplus { beta: 5.0 },
+        seed,
+        ..ReluParams::default()
+    };
+    Ok(Box::new(TwoLayerNetwork::generate(&p)?))
+}
+
+/// The two-layer network in the registry.
+pub static SPEC: SystemSpec = SystemSpec {
+    name: "relu",
+    about: "Two-layer network Σⱼaⱼσ(wⱼx + bⱼ) on 1-D data (paper Fig. 3), with the ReLU or a \
+            smooth softplus: the slow phase leaves a function with few kinks",
+    details: "Default instance: m = 100 neurons, n = 10 points x ~ U[−2, 2], θ_init variance 4, \
+              softplus β = 10, teacher 2σ(1 − x) + 4σ(x + 0.25) − 8σ(x − 1). Test metric: the \
+              mean squared error against the teacher on 401 points of [−2, 2]. --activation \
+              and --sharpness apply to a loaded instance too.",
+    params: &[
+        Param::new("width", "Hidden neurons m (≥ 1)", Kind::Count, "100"),
+        Param::new("n", "Training points n (≥ 1)", Kind::Count, "10"),
+        Param::new("init-variance", "Variance of θ_init (> 0)", Kind::Real, "4"),
+        Param {
+            name: "activation",
+            help: "Activation σ",
+            kind: Kind::Choice(&[
+                (
+                    "softplus",
+                    "log(1 + e^{βz})/β with sharpness --sharpness (smooth: the theory holds)",
+                ),
+                ("relu", "the ReLU (almost-everywhere derivatives; outside the theory)"),
+            ]),
+            default: Some("softplus"),
+            model: true,
+        },
+        Param {
+            name: "sharpness",
+            help: "Sharpness β of the softplus (> 0)",
+            kind: Kind::Real,
+            default: Some("10"),
+            model: true,
+        },
+        Param::new("seed", "Seed of the instance generator", Kind::Count, "0"),
+    ],
+    presets: &[Preset {
+        name: "paper-fig3",
+        help: "The paper's Figure 3: m = 100, n = 10, x ~ U[−2, 2], variance 4, λ = 1e-3, the \
+               exact ReLU, gradient descent with a small step (0.002 here; the paper gives \
+               none) up to τ = 10",
+        params: &[("activation", "relu")],
+        run: RunPreset {
+            lambda: Some(1e-3),
+            method: Some(Method::GradientDescent { lr: 2e-3 }),
+            t_end: None,
+            tau_end: Some(10.0),
+        },
+    }],
+    generate: |s| {
+        let p = ReluParams {
+            width: s.count("width")?,
+            n: s.count("n")?,
+            init_variance: s.real("init-variance")?,
+            activation: activation(s)?,
+            seed: s.seed("seed")?,
+        };
+        Ok(Box::new(TwoLayerNetwork::generate(&p)?))
+    },
+    load: |v| Ok(Box::new(TwoLayerNetwork::from_file(parse_file(v)?)?)),
+    cheap: small,
+    validation: |quick| {
+        if quick {
+            small(0)
+        } else {
+            Ok(Box::new(TwoLayerNetwork::generate(&ReluParams::default())?))
+        }
+    },
+    scaled: None,
+    smooth_family: Some(SmoothFamily {
+        limit: &[("activation", "relu")],
+        param: "sharpness",
+        values: &["10", "30", "100", "300", "1000"],
+        gd_step: 2e-3,
+    }),
+};

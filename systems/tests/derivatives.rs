@@ -3,9 +3,9 @@
 
 use grokflow_engine::check_derivatives;
 use grokflow_systems::data::{gaussian_vec, rng};
-use grokflow_systems::{
-    registry, Activation, CompletionParams, MatrixCompletion, ReluParams, System, TwoLayerNetwork,
-};
+use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
+use grokflow_systems::relu::{Activation, ReluParams, TwoLayerNetwork};
+use grokflow_systems::{registry, System};
 
 fn check(system: &dyn System, label: &str) {
     let mut points = vec![system.theta_init().to_vec()];

@@ -52,7 +52,7 @@ fn run(system: &dyn System, lambda: f64) -> Outcome {
 #[test]
 fn every_default_instance_groks_at_both_lambdas() {
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         for lambda in [1e-3, 1e-6] {
             let o = run(system.as_ref(), lambda);
             eprintln!(
@@ -98,7 +98,7 @@ fn matrix_completion_step_count_stays_flat_as_lambda_falls() {
         .into_iter()
         .find(|e| e.name == "matrix-completion")
         .unwrap();
-    let system = (entry.default)(0).unwrap();
+    let system = entry.default_instance().unwrap();
     let easy = run(system.as_ref(), 1e-2).steps;
     let stiff = run(system.as_ref(), 1e-8).steps;
     eprintln!("matrix completion, BDF steps over τ ∈ [0, 10]: λ=1e-2 {easy}, λ=1e-8 {stiff}");

@@ -7,10 +7,10 @@ use grokflow_engine::{
     integrate, limiting_flow, phi, GradientFlow, LimitingOptions, LimitingProblem, Loss, Method,
     NoObservables, Observables, Options, PhiOptions, StopReason, TimeScale,
 };
-use grokflow_systems::{
-    CompletionParams, DiagonalNetwork, DiagonalParams, LinearParams, LinearRegression,
-    MatrixCompletion, System,
-};
+use grokflow_systems::diagonal::{DiagonalNetwork, DiagonalParams};
+use grokflow_systems::linear::{LinearParams, LinearRegression};
+use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
+use grokflow_systems::System;
 
 fn problem<'a>(
     loss: &'a dyn Loss,

@@ -6,7 +6,7 @@ use grokflow_engine::{
     check_derivatives, integrate, log_time_grid, phi, GradientFlow, LinearSolver, Loss, Method,
     Options, PhiOptions, Recorder, StopReason, TimeScale,
 };
-use grokflow_systems::{LinearParams, LinearRegression};
+use grokflow_systems::linear::{LinearParams, LinearRegression};
 
 fn instance() -> LinearRegression {
     LinearRegression::generate(&LinearParams::default()).expect("default parameters are valid")

@@ -6,9 +6,9 @@ use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
     integrate, GradientFlow, LinearSolver, Loss, Method, Options, Outcome, StopReason, TimeScale,
 };
-use grokflow_systems::{
-    registry, CompletionParams, LinearParams, LinearRegression, MatrixCompletion,
-};
+use grokflow_systems::linear::{LinearParams, LinearRegression};
+use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
+use grokflow_systems::registry;
 
 /// A BDF run to τ = 10 with the default orders (up to 6 with either solve, the matrix-free
 /// one being preconditioned on these losses).
@@ -78,7 +78,7 @@ fn matrix_free_matrix_completion_agrees_with_the_dense_solve() {
         .into_iter()
         .find(|e| e.name == "matrix-completion")
         .unwrap();
-    let mc = (entry.default)(0).unwrap();
+    let mc = entry.default_instance().unwrap();
     assert!(mc.residuals().unwrap().has_structured_products());
     for lambda in [1e-4, 1e-8] {
         let free = run(
@@ -125,7 +125,7 @@ fn auto_goes_matrix_free_on_large_structured_problems_only() {
     let small = registry()
         .into_iter()
         .find(|e| e.name == "matrix-completion")
-        .map(|e| (e.default)(0).unwrap())
+        .map(|e| e.default_instance().unwrap())
         .unwrap();
     let out = run(
         small.as_ref(),

@@ -50,7 +50,7 @@ fn count(f: impl FnOnce()) -> usize {
 #[test]
 fn derivative_evaluations_do_not_allocate() {
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         let d = system.dim();
         let theta = system.theta_init().to_vec();
         let v: Vec<f64> = (0..d).map(|i| (i as f64).sin()).collect();

@@ -25,7 +25,7 @@ fn run(system: &dyn System, lambda: f64, ls: LinearSolver) -> Result<Outcome, St
 fn the_structured_solve_follows_the_dense_one() {
     let mut compared = 0;
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         let Some(res) = system.residuals() else {
             continue;
         };
@@ -78,7 +78,7 @@ fn auto_takes_the_structured_solve_where_it_pays() {
     // blocks of 10); matrix completion (280, 400) through its shared block. Through its
     // stored Jacobian matrix completion would stay dense (see `LinearCapabilities`).
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         let out = run(system.as_ref(), 1e-4, LinearSolver::Auto).unwrap();
         assert_eq!(out.stats.linear_solver, "structured", "{}", entry.name);
     }

@@ -30,7 +30,7 @@ fn run(system: &dyn System, lambda: f64, rtol: f64) -> Outcome {
 fn a_looser_tolerance_takes_fewer_steps_at_small_lambda() {
     let lambda = 1e-8;
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         let loose = run(system.as_ref(), lambda, 1e-4);
         let tight = run(system.as_ref(), lambda, 1e-8);
         let err = distance(&loose.theta_final, &tight.theta_final) / norm(&tight.theta_final);
@@ -75,7 +75,7 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
     let lambda = 1e-2;
     let rtol = 1e-8;
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         if system.is_convex_quadratic() {
             // One iteration per step by construction (tested in linear.rs).
             continue;
@@ -106,7 +106,7 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
 /// ends within `error` of a run at rtol 1e-9.
 fn assert_corrector_work(lambda: f64, rtol: f64, gradients: f64, jacobians: f64, error: f64) {
     for entry in registry() {
-        let system = (entry.default)(0).unwrap();
+        let system = entry.default_instance().unwrap();
         if system.is_convex_quadratic() {
             continue;
         }

@@ -1,6 +1,7 @@
 //! Validation measures what the theory claims, and can fail.
 
-use grokflow_systems::{LinearParams, LinearRegression, System};
+use grokflow_systems::linear::{LinearParams, LinearRegression};
+use grokflow_systems::System;
 use grokflow_validation::{validate_system, Defect, ValidationConfig, Verdict};
 
 fn linear() -> LinearRegression {

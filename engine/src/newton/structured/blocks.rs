@@ -21,7 +21,7 @@ pub(super) fn shifted_block_inverse(
         return p.is_finite() && p != 0.0 && b[0].is_finite();
     }
     if k == 2 {
-        // The diagonal network's blocks: the adjugate over the determinant, refused as
+        // 2×2 blocks: the adjugate over the determinant, refused as
         // Gauss–Jordan refuses, on the condition number ‖a‖∞‖a⁻¹‖∞ (a vanishing
         // determinant makes it infinite).
         let (p, q, s, t) = (

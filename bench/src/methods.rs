@@ -9,7 +9,7 @@ use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
     integrate, log_time_grid, GradientFlow, Method, Options, Recorder, StopReason, TimeScale,
 };
-use grokflow_systems::{LinearParams, LinearRegression};
+use grokflow_systems::{Settings, System, Truth};
 use serde::{Deserialize, Serialize};
 
 /// Settings of a benchmark run.
@@ -79,14 +79,21 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs one method at one λ `repeats` times; returns the row of the last run with the median time.
+/// A system with its closed forms.
+struct Explicit<'a> {
+    name: &'a str,
+    system: &'a dyn System,
+    truth: &'a dyn Truth,
+}
+
 fn measure(
-    lr: &LinearRegression,
+    ex: &Explicit<'_>,
     lambda: f64,
     method: Method,
     cfg: &BenchConfig,
     max_steps: usize,
 ) -> Result<BenchRow> {
-    let truth = lr.truth()?;
+    let (lr, truth) = (ex.system, ex.truth);
     let flow = GradientFlow::regularised(lr, lambda, TimeScale::Slow)?;
     let t_end = cfg.tau_end / lambda;
     let grid = log_time_grid(1e-2, t_end, 10);
@@ -118,7 +125,7 @@ fn measure(
         .fold(0.0f64, f64::max);
     let finished = out.stop == StopReason::Finished;
     Ok(BenchRow {
-        system: "linear".into(),
+        system: ex.name.into(),
         lambda,
         method: method.name().into(),
         status: if finished { "measured" } else { "stopped" }.into(),
@@ -136,11 +143,30 @@ fn measure(
     })
 }
 
-/// The linear-regression benchmark (see the module documentation).
+/// Every method against the closed form, on the default instance of each system that has
+/// one (see the module documentation).
 pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
-    let lr = LinearRegression::generate(&LinearParams::default())?;
-    let truth = lr.truth()?;
-    let top = truth.eigenvalues().iter().cloned().fold(0.0, f64::max);
+    let mut rows = Vec::new();
+    for spec in grokflow_systems::registry() {
+        let system = spec.default_instance()?;
+        if let Some(truth) = system.truth() {
+            let ex = Explicit {
+                name: spec.name,
+                system: system.as_ref(),
+                truth: truth.as_ref(),
+            };
+            rows.extend(bench_explicit(&ex, cfg, &mut progress)?);
+        }
+    }
+    Ok(rows)
+}
+
+fn bench_explicit(
+    ex: &Explicit<'_>,
+    cfg: &BenchConfig,
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<BenchRow>> {
+    let top = ex.truth.top_curvature();
     // The step of gradient descent: 1/L, the classical safe choice (stable below 2/(L + λ)).
     let lr_gd = 1.0 / top;
     let mut rows = Vec::new();
@@ -154,7 +180,7 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
             Method::TrBdf2,
         ] {
             progress(&format!("{} λ = {lambda:e}", method.name()));
-            rows.push(measure(&lr, lambda, method, cfg, 1_000_000)?);
+            rows.push(measure(ex, lambda, method, cfg, 1_000_000)?);
         }
         // The explicit method is stability-limited: its steps grow like t_end = τ/λ.
         let t_end = cfg.tau_end / lambda;
@@ -162,7 +188,7 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
         if predicted.is_none_or(|p| p < cfg.explicit_max_steps as f64) {
             progress(&format!("tsit45 λ = {lambda:e}"));
             let row = measure(
-                &lr,
+                ex,
                 lambda,
                 Method::Tsit45,
                 &BenchConfig {
@@ -176,7 +202,7 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
         } else {
             let p = predicted.expect("checked above");
             rows.push(BenchRow {
-                system: "linear".into(),
+                system: ex.name.into(),
                 lambda,
                 method: "tsit45".into(),
                 status: "skipped".into(),
@@ -196,7 +222,7 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
         if iterations <= cfg.gd_max_iterations as f64 {
             progress(&format!("gd λ = {lambda:e}"));
             let mut row = measure(
-                &lr,
+                ex,
                 lambda,
                 Method::GradientDescent { lr: lr_gd },
                 &BenchConfig {
@@ -211,7 +237,7 @@ pub fn bench_linear(cfg: &BenchConfig, mut progress: impl FnMut(&str)) -> Result
         } else {
             let per = gd_seconds_per_iteration.unwrap_or(f64::NAN);
             rows.push(BenchRow {
-                system: "linear".into(),
+                system: ex.name.into(),
                 lambda,
                 method: "gd".into(),
                 status: "extrapolated".into(),
@@ -245,14 +271,22 @@ pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
           for a few minutes, `--no-scipy` to leave scipy out). The scipy comparison runs \
           bench/scipy_bench.py and needs python3 with numpy and scipy (`pip install numpy scipy`); \
           without them it is skipped and the targets say so. Counts are stable; wall times depend on \
-          the machine and its load. Sections: linear regression by method; every system by λ; the \
-          exact ReLU; the targets; large d; one factorisation; the work–precision table and figures.\n\n";
-    s += &format!(
-        "Machine: {machine}. Problem: linear regression, default instance (n = 20, d = 200, seed 0), \
-         slow time τ ∈ [0, {}], rtol = {:e}, atol = {:e}; error = max over {} log-spaced samples of \
-         ‖θ − θ_exact‖/‖θ_exact‖ against the closed-form flow. Wall time: median of {} runs \
-         (one run for tsit45 and gd).\n\n",
-        cfg.tau_end, cfg.rtol, cfg.atol, "the", cfg.repeats
+          the machine and its load. Sections: every method against a closed form; every system by λ; \
+          non-smooth models; the targets; large d; one factorisation; the work–precision table and \
+          figures.\n\n";
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r.system.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    s +=
+        &format!(
+        "Machine: {machine}. Problem: the default instance (seed 0) of every system with a closed \
+         form ({}), slow time τ ∈ [0, {}], rtol = {:e}, atol = {:e}; error = max over the \
+         log-spaced samples of ‖θ − θ_exact‖/‖θ_exact‖ against the closed-form flow. Wall time: \
+         median of {} runs (one run for tsit45 and gd).\n\n",
+        names.join(", "), cfg.tau_end, cfg.rtol, cfg.atol, cfg.repeats
     );
     s += "| λ | method | status | steps | gradient evals | Jacobians | factorisations | wall s | max rel. error | note |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---:|---|\n";
@@ -339,10 +373,10 @@ pub(crate) fn top_eigenvalue(system: &dyn grokflow_systems::System) -> f64 {
 }
 
 /// The tolerance of a reference run at λ: 1e-11, but never below the rounding floor
-/// 0.1·ε/λ ([`crate::simulate::rounding_floor`]), under which Newton's corrections stall at
+/// 0.1·ε/λ ([`grokflow_engine::rounding_floor`]), under which Newton's corrections stall at
 /// rounding noise and the step size collapses.
 pub fn reference_rtol(lambda: f64) -> f64 {
-    crate::simulate::rounding_floor(lambda).max(1e-11)
+    grokflow_engine::rounding_floor(lambda).max(1e-11)
 }
 
 /// The reference run of every comparison: grokflow's BDF in slow time to τ = `tau_end` at
@@ -384,7 +418,7 @@ pub fn bench_systems(
     let mut rows = Vec::new();
     let mut references = Vec::new();
     for entry in grokflow_systems::registry() {
-        let system = (entry.default)(0)?;
+        let system = entry.default_instance()?;
         let l_top = top_eigenvalue(system.as_ref());
         for &lambda in lambdas {
             let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
@@ -477,9 +511,11 @@ pub fn systems_markdown(rows: &[SystemRow]) -> String {
     s
 }
 
-/// One way of computing the paper's Figure 3 (λ = 1e-3, τ ∈ [0, 10]).
+/// One route to a non-smooth model's flow (λ = 1e-3, τ ∈ [0, 10]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ReluRow {
+pub struct LimitRow {
+    /// The system.
+    pub system: String,
     /// What was integrated, and how.
     pub route: String,
     /// Stop reason.
@@ -490,105 +526,122 @@ pub struct ReluRow {
     pub wall_s: f64,
     /// Final test loss.
     pub test_loss: Option<f64>,
-    /// Final number of kinks.
-    pub kinks: usize,
-    /// sup over [−2, 2] of |f − f_GD| at the end, f_GD the exact ReLU by gradient descent.
+    /// The system's report at the end.
+    pub report: serde_json::Value,
+    /// sup over the plotting grid of |f − f_GD| at the end, f_GD the non-smooth limit by
+    /// gradient descent.
     pub sup_to_gd: Option<f64>,
 }
 
-/// The routes to the paper's Figure 3: the exact ReLU by gradient descent (η = 0.002), by
-/// grokflow's BDF (which fails where the gradient jumps), and the softplus with growing
-/// sharpness by BDF, compared with the gradient-descent function.
-pub fn bench_relu(mut progress: impl FnMut(&str)) -> Result<Vec<ReluRow>> {
-    use grokflow_systems::{Activation, Curve, ReluParams, TwoLayerNetwork};
+/// For every system with a smooth family ([`grokflow_systems::SmoothFamily`]): its
+/// non-smooth limit by gradient descent and by grokflow's BDF, and the family's members by
+/// BDF, each against the gradient-descent function.
+pub fn bench_limits(mut progress: impl FnMut(&str)) -> Result<Vec<LimitRow>> {
     let lambda = 1e-3;
-    let base = TwoLayerNetwork::generate(&ReluParams {
-        activation: Activation::Relu,
-        ..ReluParams::default()
-    })?;
-    let grid = grokflow_systems::curve::grid(-2.0, 2.0, 401);
     let mut rows = Vec::new();
-    let mut gd_values: Option<Vec<f64>> = None;
-    let mut routes: Vec<(String, TwoLayerNetwork, Method)> = vec![
-        (
-            "exact ReLU, gradient descent η = 0.002".into(),
-            base.clone(),
-            Method::GradientDescent { lr: 2e-3 },
-        ),
-        ("exact ReLU, grokflow BDF".into(), base.clone(), Method::Bdf),
-    ];
-    for beta in [10.0, 30.0, 100.0, 300.0, 1000.0] {
-        routes.push((
-            format!("softplus β = {beta}, grokflow BDF"),
-            base.with_activation(Activation::Softplus { beta }),
-            Method::Bdf,
-        ));
-    }
-    for (route, net, method) in routes {
-        progress(&route);
-        let flow = GradientFlow::regularised(&net, lambda, TimeScale::Slow)?;
-        let max_steps = if method.is_implicit() {
-            200_000
-        } else {
-            100_000_000
+    for spec in grokflow_systems::registry() {
+        let Some(family) = spec.smooth_family else {
+            continue;
         };
-        let out = integrate(
-            &flow,
-            net.theta_init(),
-            method,
-            &Options {
-                rtol: 1e-8,
-                atol: 1e-10,
-                s_end: 10.0,
-                max_steps,
-                ..Default::default()
-            },
-            &mut [],
-        )?;
-        let values: Vec<f64> = grid
-            .iter()
-            .map(|&x| net.predict(&out.theta_final, x))
-            .collect();
-        let finished = out.stop == StopReason::Finished;
-        if matches!(method, Method::GradientDescent { .. }) {
-            gd_values = Some(values.clone());
+        let mut limit = Settings::new(spec.params);
+        for (k, v) in family.limit {
+            limit.set(k, *v)?;
         }
-        rows.push(ReluRow {
-            route,
-            status: if finished {
-                "finished".into()
+        let label: Vec<String> = family
+            .limit
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let label = label.join(", ");
+        let mut routes: Vec<(String, Settings, Method)> = vec![
+            (
+                format!("{label}, gradient descent η = {}", family.gd_step),
+                limit.clone(),
+                Method::GradientDescent { lr: family.gd_step },
+            ),
+            (format!("{label}, grokflow BDF"), limit.clone(), Method::Bdf),
+        ];
+        for v in family.values {
+            let member = Settings::new(spec.params).with(family.param, *v)?;
+            routes.push((
+                format!("{} = {v}, grokflow BDF", family.param),
+                member,
+                Method::Bdf,
+            ));
+        }
+        let mut gd_values: Option<Vec<f64>> = None;
+        for (route, settings, method) in routes {
+            progress(&format!("{}: {route}", spec.name));
+            let system = (spec.generate)(&settings)?;
+            let flow = GradientFlow::regularised(system.as_ref(), lambda, TimeScale::Slow)?;
+            let max_steps = if method.is_implicit() {
+                200_000
             } else {
-                out.stop.describe()
-            },
-            steps: out.stats.steps,
-            wall_s: out.stats.wall_s,
-            test_loss: grokflow_engine::Observables::test_loss(&net, &out.theta_final),
-            kinks: net.kinks(&out.theta_final).len(),
-            sup_to_gd: (finished && !matches!(method, Method::GradientDescent { .. }))
-                .then(|| {
-                    gd_values.as_ref().map(|g| {
-                        g.iter()
-                            .zip(&values)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0.0, f64::max)
-                    })
-                })
-                .flatten(),
-        });
+                100_000_000
+            };
+            let out = integrate(
+                &flow,
+                system.theta_init(),
+                method,
+                &Options {
+                    rtol: 1e-8,
+                    atol: 1e-10,
+                    s_end: 10.0,
+                    max_steps,
+                    ..Default::default()
+                },
+                &mut [],
+            )?;
+            let values: Option<Vec<f64>> = system.curve().map(|c| {
+                let (lo, hi) = c.domain();
+                grokflow_systems::curve::grid(lo, hi, 401)
+                    .iter()
+                    .map(|&x| c.predict(&out.theta_final, x))
+                    .collect()
+            });
+            let finished = out.stop == StopReason::Finished;
+            if matches!(method, Method::GradientDescent { .. }) {
+                gd_values = values.clone();
+            }
+            let sup_to_gd = match (&gd_values, &values) {
+                (Some(g), Some(v)) if finished && method.is_implicit() => Some(
+                    g.iter()
+                        .zip(v)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max),
+                ),
+                _ => None,
+            };
+            rows.push(LimitRow {
+                system: spec.name.into(),
+                route,
+                status: if finished {
+                    "finished".into()
+                } else {
+                    out.stop.describe()
+                },
+                steps: out.stats.steps,
+                wall_s: out.stats.wall_s,
+                test_loss: system.test_loss(&out.theta_final),
+                report: system.report(&out.theta_final),
+                sup_to_gd,
+            });
+        }
     }
     Ok(rows)
 }
 
-/// The markdown section of [`bench_relu`].
-pub fn relu_markdown(rows: &[ReluRow]) -> String {
-    let mut s = String::from("\n## The paper's Figure 3: three routes to the exact ReLU flow\n\n");
-    s += "Default two-layer network (m = 100, n = 10, variance 4, the paper's teacher), λ = 1e-3, \
-          τ ∈ [0, 10]. sup |f − f_GD| compares the learned function at the end with the one \
-          gradient descent gives for the exact ReLU, on 401 points of [−2, 2].\n\n";
-    s += "| route | status | steps | wall s | test loss | kinks | sup |f − f_GD| |\n|---|---|---:|---:|---:|---:|---:|\n";
+/// The section of BENCHMARKS.md on the routes to non-smooth flows.
+pub fn limits_markdown(rows: &[LimitRow]) -> String {
+    let mut s = String::from("\n## Non-smooth models: routes to the limit flow\n\n");
+    s += "Default instance, λ = 1e-3, τ ∈ [0, 10]. sup |f − f_GD| compares the learned function \
+          at the end with the one gradient descent gives for the non-smooth limit, on 401 \
+          points of the input range. The report column is the system's own (kinks…).\n\n";
+    s += "| system | route | status | steps | wall s | test loss | report | sup |f − f_GD| |\n|---|---|---|---:|---:|---:|---|---:|\n";
     for r in rows {
         s += &format!(
-            "| {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.3} | {} | {} | {} |\n",
+            r.system,
             r.route,
             r.status,
             r.steps,
@@ -596,11 +649,28 @@ pub fn relu_markdown(rows: &[ReluRow]) -> String {
             r.test_loss
                 .map(|x| format!("{x:.3e}"))
                 .unwrap_or_else(|| "—".into()),
-            r.kinks,
+            compact(&r.report),
             r.sup_to_gd
                 .map(|x| format!("{x:.1e}"))
                 .unwrap_or_else(|| "—".into())
         );
     }
     s
+}
+
+/// The scalar fields of a report, `key value` separated by commas.
+fn compact(report: &serde_json::Value) -> String {
+    let Some(map) = report.as_object() else {
+        return "—".into();
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| v.is_number())
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if parts.is_empty() {
+        "—".into()
+    } else {
+        parts.join(", ")
+    }
 }

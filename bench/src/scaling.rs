@@ -1,6 +1,7 @@
 //! Two benchmark sections on cost against size: one dense factorisation (grokflow's
 //! Cholesky-with-LU-fallback against the full-pivot LU that diffsol's `FaerLU` uses), and
-//! matrix completion from d = 400 to d ≈ 10⁴ with the dense and the matrix-free Newton solve.
+//! the registry's family of growing instances from d = 400 to d ≈ 10⁴ with the dense,
+//! structured and matrix-free Newton solves.
 
 use std::time::Instant;
 
@@ -15,13 +16,12 @@ fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
     f.is_cholesky()
 }
 use grokflow_engine::{
-    integrate, GradientFlow, LinearSolver, Loss, Method, Options, StopReason, TimeScale,
+    integrate, GradientFlow, LinearSolver, Method, Options, StopReason, TimeScale,
 };
 use grokflow_systems::data::{gaussian_vec, rng};
-use grokflow_systems::{CompletionParams, MatrixCompletion};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::median;
+use crate::methods::median;
 
 /// Timings of one size, median of the repeats, in seconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -138,9 +138,11 @@ pub fn factorisations_markdown(rows: &[FactorRow]) -> String {
     s
 }
 
-/// One matrix-completion run of the large-d section.
+/// One run of the large-d section.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LargeRow {
+    /// The system.
+    pub system: String,
     /// n₁ = n₂ = r.
     pub n: usize,
     /// d = 2n².
@@ -170,7 +172,7 @@ pub struct LargeRow {
     pub gap_to_dense: Option<f64>,
 }
 
-/// Matrix completion n×n, width n, λ = 1e-6, τ ∈ [0, 10], rtol 1e-8: the dense solve up to
+/// The scaled instances of size n, λ = 1e-6, τ ∈ [0, 10], rtol 1e-8: the dense solve up to
 /// `dense_max_n`, the structured and matrix-free ones at every size.
 pub fn large_d(
     sizes: &[usize],
@@ -178,29 +180,31 @@ pub fn large_d(
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<LargeRow>> {
     let mut rows = Vec::new();
+    let Some((system_name, scaled)) = grokflow_systems::registry()
+        .into_iter()
+        .find_map(|s| s.scaled.map(|f| (s.name, f)))
+    else {
+        return Ok(rows);
+    };
     for &n in sizes {
-        let mc = MatrixCompletion::generate(&CompletionParams {
-            n1: n,
-            n2: n,
-            width: n,
-            ..CompletionParams::default()
-        })?;
-        let m = grokflow_engine::Loss::residuals(&mc).map_or(0, |r| r.count());
-        let flow = GradientFlow::regularised(&mc, 1e-6, TimeScale::Slow)?;
+        let mc = scaled(n)?;
+        let m = mc.residuals().map_or(0, |r| r.count());
+        let flow = GradientFlow::regularised(mc.as_ref(), 1e-6, TimeScale::Slow)?;
         let mut dense_final: Option<Vec<f64>> = None;
         for ls in [
             LinearSolver::Dense,
             LinearSolver::Structured,
             LinearSolver::MatrixFree,
         ] {
-            let name = ls.name();
+            let ls_name = ls.name();
             if ls == LinearSolver::Dense && n > dense_max_n {
                 let bytes = 3.0 * (mc.dim() as f64).powi(2) * 8.0;
                 rows.push(LargeRow {
+                    system: system_name.into(),
                     n,
                     dim: mc.dim(),
                     observations: m,
-                    linear_solver: name.into(),
+                    linear_solver: ls_name.into(),
                     status: format!("not run: three d×d matrices take {:.1} GB", bytes / 1e9),
                     steps: 0,
                     newton: 0,
@@ -214,7 +218,7 @@ pub fn large_d(
                 continue;
             }
             progress(&format!(
-                "matrix completion n = {n} (d = {}), {name}",
+                "{system_name} n = {n} (d = {}), {ls_name}",
                 mc.dim()
             ));
             let opts = Options {
@@ -239,10 +243,11 @@ pub fn large_d(
                 dense_final = Some(out.theta_final.clone());
             }
             rows.push(LargeRow {
+                system: system_name.into(),
                 n,
                 dim: mc.dim(),
                 observations: m,
-                linear_solver: name.into(),
+                linear_solver: ls_name.into(),
                 status: if ok {
                     "finished".into()
                 } else {
@@ -264,16 +269,14 @@ pub fn large_d(
 
 /// The large-d section of BENCHMARKS.md, with the d ≈ 10⁴ target.
 pub fn large_d_markdown(rows: &[LargeRow]) -> String {
-    let mut s = String::from(
-        "\n## Large d: matrix completion up to d ≈ 10⁴, dense, structured and matrix-free\n\n",
-    );
-    s += "Matrix completion n×n with width r = n (d = 2n²), rank-3 truth, 70% observed, seed 0; \
+    let system = rows.first().map_or("—", |r| r.system.as_str());
+    let mut s =
+        format!("\n## Large d: {system} up to d ≈ 10⁴, dense, structured and matrix-free\n\n");
+    s += "The registry's growing instances of size n (see the system's `scaled` entry), seed 0; \
           λ = 1e-6, slow time τ ∈ [0, 10], BDF at rtol 1e-8, atol 1e-10; the λ-flow only (Φ is \
           a separate run). Dense: the Newton matrix assembled and factorised. Structured: the \
-          Newton matrix solved exactly through the m×m matrix of Woodbury's identity, which \
-          matrix completion assembles from UUᵀ, VVᵀ, UVᵀ and one (n₁ + n₂)² block (every column \
-          of (U; V) has the same residual curvature); no m×d or d×d matrix is stored. \
-          Matrix-free: MINRES \
+          Newton matrix solved exactly through the m×m matrix of Woodbury's identity (with one \
+          block shared by all groups no m×d or d×d matrix is stored). Matrix-free: MINRES \
           on Jacobian-vector products, preconditioned by the Gauss–Newton matrix αI + βJᵀJ, \
           inverted through the m×m Gram matrix JJᵀ of the observed-entry residuals (Woodbury); \
           its factorisations are of that m×m matrix. `--linear-solver auto` (the default) takes \
@@ -326,7 +329,7 @@ pub fn large_d_markdown(rows: &[LargeRow]) -> String {
             )
         };
         s += &format!(
-            "\nTarget: matrix completion with n = {}, r = n (d = {}) at λ = 1e-6 over τ ∈ [0, 10] in under 60 s on 2 cores: {verdict}.\n",
+            "\nTarget: {system} with n = {} (d = {}) at λ = 1e-6 over τ ∈ [0, 10] in under 60 s on 2 cores: {verdict}.\n",
             big.n, big.dim
         );
     }

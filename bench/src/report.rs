@@ -1,15 +1,29 @@
-//! `bench`: regenerates BENCHMARKS.md (and benchmarks.json) from measured runs, with the
-//! work–precision figures in docs/figures/.
+//! The benchmark: every section run in turn, BENCHMARKS.md and benchmarks.json written.
 
 use std::path::PathBuf;
 
+use crate::methods::{
+    bench_limits, bench_linear, bench_systems, limits_markdown, markdown, systems_markdown,
+    BenchConfig,
+};
+use crate::{scaling, workprec};
 use anyhow::Result;
 use clap::Parser;
-use grokflow::bench::{
-    bench_linear, bench_relu, bench_systems, markdown, relu_markdown, systems_markdown, BenchConfig,
-};
-use grokflow::output::{write_atomic, write_json};
-use grokflow::{scaling, workprec};
+
+/// Writes `bytes` to `path` (the report files).
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Writes a serde value as pretty JSON.
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
 use grokflow_plots::render;
 
 /// Measure grokflow's methods against each other, gradient descent and scipy's solve_ivp.
@@ -19,27 +33,27 @@ use grokflow_plots::render;
 /// on 2 cores; --quick a few minutes.
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]
-struct Cli {
+pub struct Cli {
     /// Markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Raw results (JSON).
     #[arg(long, default_value = "benchmarks.json")]
-    json: PathBuf,
+    pub json: PathBuf,
     /// Repeats of each timed run (runs over 2 s are timed once; in the work–precision
     /// section, grokflow's and scipy's shorter runs are repeated further, until their runs
     /// add up to 0.3 s, at most 100 runs).
     #[arg(long, default_value_t = 3)]
-    repeats: usize,
+    pub repeats: usize,
     /// A smaller run: two λ, two tolerances, no repeats, sizes up to d = 1800.
     #[arg(long)]
-    quick: bool,
+    pub quick: bool,
     /// Skip scipy even where it is installed.
     #[arg(long)]
-    no_scipy: bool,
+    pub no_scipy: bool,
     /// Where the work–precision figures go.
     #[arg(long, default_value = "docs/figures")]
-    figures: PathBuf,
+    pub figures: PathBuf,
 }
 
 fn machine() -> String {
@@ -57,8 +71,8 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs every section of the benchmark and writes its report.
+pub fn run(cli: &Cli) -> Result<()> {
     let started = std::time::Instant::now();
     let stamp = move || format!("{:6.0} s", started.elapsed().as_secs_f64());
     let cfg = BenchConfig {
@@ -69,7 +83,7 @@ fn main() -> Result<()> {
     let (systems, references) = bench_systems(&cfg.lambdas, 50_000, |what| {
         eprintln!("bench {}: {what}", stamp())
     })?;
-    let relu = bench_relu(|what| eprintln!("bench {}: {what}", stamp()))?;
+    let limits = bench_limits(|what| eprintln!("bench {}: {what}", stamp()))?;
 
     let mut wp_cfg = if cli.quick {
         workprec::WpConfig::quick()
@@ -85,7 +99,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let instances = grokflow_systems::registry()
         .into_iter()
-        .map(|e| Ok((e.name.to_string(), (e.default)(0)?)))
+        .map(|e| Ok((e.name.to_string(), e.default_instance()?)))
         .collect::<Result<Vec<_>>>()?;
     let points = workprec::run(&instances, &wp_cfg, &scratch, scipy, &references, |what| {
         eprintln!("bench {}: {what}", stamp())
@@ -113,7 +127,7 @@ fn main() -> Result<()> {
 
     let mut text = markdown(&cfg, &rows, &machine());
     text += &systems_markdown(&systems);
-    text += &relu_markdown(&relu);
+    text += &limits_markdown(&limits);
     text += &workprec::targets_markdown(&points, &wp_cfg, scipy);
     text += &scaling::large_d_markdown(&large);
     text += &scaling::factorisations_markdown(&factor_rows);
@@ -122,7 +136,7 @@ fn main() -> Result<()> {
     write_json(
         &cli.json,
         &serde_json::json!({
-            "config": cfg, "linear": rows, "systems": systems, "relu": relu,
+            "config": cfg, "linear": rows, "systems": systems, "limits": limits,
             "workprecision": { "config": wp_cfg, "scipy": scipy, "points": points },
             "factorisations": factor_rows, "large_d": large,
         }),

@@ -1,0 +1,118 @@
+//! What a parsed request resolves to: the configuration of a run and its instance.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use grokflow_engine::Method;
+use grokflow_systems::{load_instance, Settings, System};
+
+use crate::cli::SimulateRequest;
+use crate::run::{default_out_dir, LimitingConfig, RunConfig};
+use crate::summary::InstanceSummary;
+
+/// The configuration of the run at `lambda` (None: the user's or the preset's λ), checked.
+pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfig> {
+    let run = &req.run;
+    let preset_run = req.preset.map(|p| p.run).unwrap_or_default();
+    let args = crate::cli::RunArgs {
+        lambda: lambda.or(run.lambda),
+        ..run.clone()
+    };
+    let resolved = args.resolve(&preset_run, 10.0);
+    if let Some(tau) = run.tau_end {
+        if !(tau.is_finite() && tau > 0.0) {
+            bail!("--tau-end must be a positive finite number, got {tau}");
+        }
+    }
+    let max_steps = run.max_steps.unwrap_or(match resolved.method {
+        Method::GradientDescent { .. } => 1_000_000_000,
+        _ => 1_000_000,
+    });
+    let sweep = run.lambdas.is_some() || run.seeds.is_some() || run.sweep.is_some();
+    let out = run.out.clone().unwrap_or_else(|| {
+        let mut dir = default_out_dir(req.spec.name, resolved.lambda, resolved.method);
+        if sweep {
+            dir = PathBuf::from("runs").join(format!("{}-sweep", req.spec.name));
+        }
+        match req.preset {
+            Some(p) => dir.with_file_name(format!(
+                "{}-{}",
+                dir.file_name().unwrap_or_default().to_string_lossy(),
+                p.name
+            )),
+            None => dir,
+        }
+    });
+    let cfg = RunConfig {
+        lambda: resolved.lambda,
+        time: run.time.into(),
+        t_end: resolved.t_end,
+        method: resolved.method,
+        linear_solver: run.linear_solver.into(),
+        max_order: run.max_order,
+        rtol: run.rtol,
+        atol: run.atol,
+        max_steps,
+        t_min: run.t_min,
+        per_decade: run.per_decade,
+        out,
+        plot: !run.no_plot,
+        progress: !run.quiet,
+        limiting: run.limiting_flow.then_some(LimitingConfig {
+            tau0: run.tau0,
+            kkt_tol: run.kkt_tol,
+            rtol: run.limiting_rtol,
+        }),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The instance of `req`: read from --instance (with the model parameters of `settings`
+/// applied), or generated from `settings` (with its seed replaced by `seed` if given).
+pub fn build_system(
+    req: &SimulateRequest,
+    settings: &Settings,
+    seed: Option<u64>,
+) -> Result<(Box<dyn System>, InstanceSummary)> {
+    let spec = req.spec;
+    if let Some(path) = &req.run.instance {
+        let mut system = load_instance(path).context("reading --instance")?;
+        if system.name() != spec.name {
+            bail!(
+                "{} is a \"{}\" instance; run `simulate {} --instance {}`",
+                path.display(),
+                system.name(),
+                system.name(),
+                path.display()
+            );
+        }
+        let model_given = spec
+            .params
+            .iter()
+            .any(|p| p.model && settings.is_given(p.name));
+        if model_given {
+            system = system.with_model(settings)?;
+        }
+        let dim = system.dim();
+        let summary = InstanceSummary {
+            source: "file".into(),
+            path: Some(path.clone()),
+            dim,
+            params: None,
+        };
+        return Ok((system, summary));
+    }
+    let settings = match seed {
+        Some(s) => settings.clone().with("seed", s.to_string())?,
+        None => settings.clone(),
+    };
+    let system = (spec.generate)(&settings)?;
+    let summary = InstanceSummary {
+        source: "generated".into(),
+        path: None,
+        dim: system.dim(),
+        params: Some(system.params_json()),
+    };
+    Ok((system, summary))
+}

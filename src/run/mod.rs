@@ -1,0 +1,409 @@
+//! One run: Φ(θ_init), the λ-flow with its observers, the grokking times, and optionally
+//! the limiting flow on M, gathered into a [`RunRecord`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use grokflow_engine::{
+    grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, LimitingResult,
+    LinearSolver, Method, Options, PhiOptions, Recorder, TimeScale, Trajectory, FIT_RATIO,
+};
+use grokflow_systems::System;
+
+use crate::progress::{Interrupt, ProgressObserver};
+use crate::summary::{
+    InstanceSummary, LimitingSummary, PhiSummary, PointSummary, RunSummary, States, SystemReports,
+};
+
+/// Everything a run needs besides the system.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Weight decay λ.
+    pub lambda: f64,
+    /// Integration clock.
+    pub time: TimeScale,
+    /// End of the run in fast time.
+    pub t_end: f64,
+    /// Integration method.
+    pub method: Method,
+    /// Linear solver of the BDF.
+    pub linear_solver: LinearSolver,
+    /// Highest order of the BDF (None: its default).
+    pub max_order: Option<usize>,
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Step budget.
+    pub max_steps: usize,
+    /// First positive sample time.
+    pub t_min: f64,
+    /// Samples per decade.
+    pub per_decade: usize,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Render trajectory.png.
+    pub plot: bool,
+    /// Also integrate the limiting flow (None: do not).
+    pub limiting: Option<LimitingConfig>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Settings of the limiting flow beside a run.
+#[derive(Clone, Debug)]
+pub struct LimitingConfig {
+    /// τ₀ of the uniform comparison on [τ₀, τ_end].
+    pub tau0: f64,
+    /// KKT tolerance of θ_M^∞.
+    pub kkt_tol: f64,
+    /// Local error tolerance of the Runge–Kutta steps.
+    pub rtol: f64,
+}
+
+/// What a run produced: its summary, the states that matter, the recorded trajectory and
+/// the limiting flow.
+pub struct RunRecord {
+    /// summary.json's contents.
+    pub summary: RunSummary,
+    /// states.json's contents.
+    pub states: States,
+    /// The λ-flow's samples.
+    pub trajectory: Trajectory,
+    /// The limiting flow, with --limiting-flow.
+    pub limiting: Option<LimitingResult>,
+}
+
+/// The default output directory: `runs/<system>-lambda<λ>` (λ in short exponent form).
+/// Methods other than BDF get a suffix, so that comparing methods does not overwrite runs.
+pub fn default_out_dir(system: &str, lambda: f64, method: Method) -> PathBuf {
+    let suffix = match method {
+        Method::Bdf => String::new(),
+        other => format!("-{}", other.name()),
+    };
+    Path::new("runs").join(format!("{system}-lambda{lambda:e}{suffix}"))
+}
+
+impl RunConfig {
+    /// Checks the configuration before any work is done.
+    pub fn validate(&self) -> Result<()> {
+        check_config(self)
+    }
+}
+
+fn check_config(cfg: &RunConfig) -> Result<()> {
+    if let Some(l) = &cfg.limiting {
+        for (name, v) in [
+            ("--tau0", l.tau0),
+            ("--kkt-tol", l.kkt_tol),
+            ("--limiting-rtol", l.rtol),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{name} must be a positive finite number, got {v}");
+            }
+        }
+    }
+    if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
+        bail!(
+            "--lambda must be a positive finite number, got {}",
+            cfg.lambda
+        );
+    }
+    if !(cfg.t_end.is_finite() && cfg.t_end > 0.0) {
+        bail!(
+            "the end time must be a positive finite number (got t_end = {})",
+            cfg.t_end
+        );
+    }
+    if !(cfg.t_min.is_finite() && cfg.t_min > 0.0) {
+        bail!(
+            "--t-min must be a positive finite number, got {}",
+            cfg.t_min
+        );
+    }
+    if cfg.per_decade == 0 {
+        bail!("--per-decade must be at least 1");
+    }
+    if cfg.max_steps == 0 {
+        bail!("--max-steps must be at least 1");
+    }
+    // What the engine would refuse (tolerances, solver and order against the method), refused
+    // before Φ runs.
+    Options {
+        rtol: cfg.rtol,
+        atol: cfg.atol,
+        s_end: cfg.t_end,
+        max_steps: cfg.max_steps,
+        linear_solver: cfg.linear_solver,
+        max_order: cfg.max_order,
+    }
+    .validate(&cfg.method)?;
+    if let Method::GradientDescent { lr } = cfg.method {
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--lr must be a positive finite number, got {lr}");
+        }
+        let iterations = cfg.t_end / lr;
+        if iterations > cfg.max_steps as f64 {
+            bail!(
+                "gradient descent needs {iterations:.3e} iterations to reach t = {:.3e} with step {lr} \
+                 (more than --max-steps {}); use an implicit method (--method bdf), a larger --lr, \
+                 a shorter run, or raise --max-steps",
+                cfg.t_end,
+                cfg.max_steps
+            );
+        }
+    }
+    Ok(())
+}
+
+fn point(system: &dyn System, t: f64, lambda: f64, theta: &[f64]) -> PointSummary {
+    PointSummary {
+        t,
+        tau: lambda * t,
+        train_loss: system.value(theta),
+        test_loss: system.test_loss(theta),
+        norm: grokflow_engine::la::norm(theta),
+        grad_norm: grokflow_engine::la::norm(&system.gradient(theta)),
+    }
+}
+
+/// Runs `system` as `cfg` says: Φ(θ_init), the λ-flow and, if asked, the limiting flow. A
+/// run that stops early still returns everything it recorded (`summary.complete` is then
+/// false). Nothing is written: see [`crate::output::write_run`].
+pub fn run_system(
+    system: &dyn System,
+    instance: InstanceSummary,
+    cfg: &RunConfig,
+) -> Result<RunRecord> {
+    check_config(cfg)?;
+    let theta_init = system.theta_init();
+    let mut warnings = Vec::new();
+    let floor = grokflow_engine::rounding_floor(cfg.lambda);
+    if cfg.method.is_implicit() && cfg.rtol < floor {
+        let w = format!(
+            "--rtol {:e} is below the attainable accuracy at λ = {:e} (about 0.1·ε/λ = {floor:.1e}): \
+             rounding in ∇F is multiplied by 1/λ, Newton stalls and the steps collapse; use --rtol {floor:.0e} or more",
+            cfg.rtol, cfg.lambda
+        );
+        if cfg.progress {
+            eprintln!("warning: {w}");
+        }
+        warnings.push(w);
+    }
+
+    // Φ(θ_init): the end point of the fast phase.
+    let mut phi_progress = ProgressObserver::new("Φ(θ_init)", cfg.t_min, cfg.progress);
+    let phi_opts = match cfg.method {
+        // A gradient-descent run's Φ is the limit of unregularised descent with its step:
+        // the runs it is used for (losses with kinks) are not smooth enough for BDF.
+        Method::GradientDescent { lr } => PhiOptions {
+            method: cfg.method,
+            rel_tol: 1e-8,
+            max_steps: cfg.max_steps.min(100_000_000),
+            t_max: lr * cfg.max_steps.min(100_000_000) as f64,
+            ..PhiOptions::default()
+        },
+        _ => PhiOptions {
+            linear_solver: cfg.linear_solver,
+            max_order: cfg.max_order,
+            ..PhiOptions::default()
+        },
+    };
+    let phi_res = match phi(
+        system,
+        theta_init,
+        &phi_opts,
+        &mut [&mut phi_progress, &mut Interrupt],
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warnings.push(format!("Φ(θ_init) was not computed: {e}"));
+            None
+        }
+    };
+
+    // The λ-flow.
+    let flow = GradientFlow::regularised(system, cfg.lambda, cfg.time)?;
+    let opts = Options {
+        rtol: cfg.rtol,
+        atol: cfg.atol,
+        s_end: flow.clock(cfg.t_end),
+        max_steps: cfg.max_steps,
+        linear_solver: cfg.linear_solver,
+        max_order: cfg.max_order,
+    };
+    let grid = log_time_grid(cfg.t_min, cfg.t_end, cfg.per_decade);
+    let marks: Vec<f64> = [1.0 / cfg.lambda]
+        .into_iter()
+        .filter(|t| *t < cfg.t_end)
+        .collect();
+    let mut recorder = Recorder::new(flow, system, &grid)
+        .with_marks(&marks)
+        .keep_states(cfg.limiting.is_some());
+    let mut guard = BlowUpGuard::for_start(theta_init);
+    let mut progress = ProgressObserver::new("λ-flow", flow.clock(cfg.t_min), cfg.progress);
+    let outcome = integrate(
+        &flow,
+        theta_init,
+        cfg.method,
+        &opts,
+        &mut [&mut recorder, &mut guard, &mut progress, &mut Interrupt],
+    )?;
+    let trajectory = recorder.into_trajectory();
+    let complete = outcome.stop.is_success();
+
+    // The limiting flow on M from Φ(θ_init), recorded at the same slow times.
+    let limiting = match (&cfg.limiting, &phi_res) {
+        (Some(lc), Some(p)) => {
+            let taus: Vec<f64> = grid.iter().map(|t| cfg.lambda * t).collect();
+            let opts = grokflow_engine::LimitingOptions {
+                tau_end: cfg.lambda * cfg.t_end,
+                kkt_tol: lc.kkt_tol,
+                rtol: lc.rtol,
+                ..grokflow_engine::LimitingOptions::default()
+            };
+            let g0 = grokflow_engine::la::norm(&system.gradient(theta_init));
+            let problem = grokflow_engine::LimitingProblem {
+                loss: system,
+                observables: system,
+                start: &p.theta,
+                grad_scale: g0,
+                taus: &taus,
+                lambda: cfg.lambda,
+            };
+            match grokflow_engine::limiting_flow(&problem, &opts, &mut [&mut Interrupt]) {
+                Ok(res) => Some(res),
+                Err(e) => {
+                    warnings.push(format!("the limiting flow could not run: {e}"));
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            warnings.push(
+                "the limiting flow was not run: it starts at Φ(θ_init), which was not computed"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    let limiting_summary = limiting
+        .as_ref()
+        .map(|res| limiting_summary(system, res, &trajectory, &outcome.theta_final, cfg));
+
+    let phi_summary = phi_res.as_ref().map(|p| {
+        let pt = point(system, p.t, 0.0, &p.theta);
+        PhiSummary {
+            train_loss: pt.train_loss,
+            test_loss: pt.test_loss,
+            norm: pt.norm,
+            grad_norm: p.grad_norm,
+            tolerance: p.tolerance,
+            t: p.t,
+            stats: p.stats.clone(),
+        }
+    });
+    let test_at_phi = phi_summary.as_ref().and_then(|p| p.test_loss);
+    let mut grokking = grokking_times(&trajectory, test_at_phi, cfg.lambda, FIT_RATIO);
+    if !complete {
+        // The grokking time compares with the final test metric, which an early stop lacks.
+        grokking.t_grok = None;
+        grokking.tau_grok = None;
+    }
+    let t_final = flow.fast_time(outcome.s_final);
+    let lr = match cfg.method {
+        Method::GradientDescent { lr } => Some(lr),
+        _ => None,
+    };
+    let summary = RunSummary {
+        grokflow_version: env!("CARGO_PKG_VERSION").to_string(),
+        system: system.name().to_string(),
+        lambda: cfg.lambda,
+        seed: system.seed(),
+        method: cfg.method.name().to_string(),
+        lr,
+        time: cfg.time,
+        rtol: cfg.rtol,
+        atol: cfg.atol,
+        max_order: cfg.max_order,
+        t_end: cfg.t_end,
+        tau_end: cfg.lambda * cfg.t_end,
+        instance,
+        stats: outcome.stats.clone(),
+        phi: phi_summary,
+        final_state: point(system, t_final, cfg.lambda, &outcome.theta_final),
+        grokking,
+        stop_reason: outcome.stop.clone(),
+        complete,
+        warnings,
+        report: SystemReports {
+            phi: phi_res
+                .as_ref()
+                .map(|p| system.report(&p.theta))
+                .unwrap_or(serde_json::Value::Null),
+            final_state: system.report(&outcome.theta_final),
+        },
+        limiting_flow: limiting_summary,
+    };
+    let states = States {
+        theta_init: theta_init.to_vec(),
+        phi: phi_res.map(|p| p.theta),
+        theta_final: outcome.theta_final.clone(),
+        theta_limit: limiting.as_ref().and_then(|l| l.theta_limit.clone()),
+    };
+    Ok(RunRecord {
+        summary,
+        states,
+        trajectory,
+        limiting,
+    })
+}
+
+/// The limiting flow's summary, and its distance to the λ-flow at the shared slow times.
+fn limiting_summary(
+    system: &dyn System,
+    res: &grokflow_engine::LimitingResult,
+    trajectory: &grokflow_engine::Trajectory,
+    theta_final: &[f64],
+    cfg: &RunConfig,
+) -> LimitingSummary {
+    let tau0 = cfg.limiting.as_ref().map(|l| l.tau0).unwrap_or(1.0);
+    let mut max_distance: Option<f64> = None;
+    let mut from_zero: Option<f64> = None;
+    for (s, th) in res.trajectory.samples.iter().zip(&res.trajectory.states) {
+        let j = trajectory.samples.iter().position(|x| x.tau == s.tau);
+        if let Some(j) = j.filter(|&j| j < trajectory.states.len()) {
+            let dist = grokflow_engine::la::distance(th, &trajectory.states[j]);
+            from_zero = Some(from_zero.map_or(dist, |m: f64| m.max(dist)));
+            if s.tau >= tau0 {
+                max_distance = Some(max_distance.map_or(dist, |m: f64| m.max(dist)));
+            }
+        }
+    }
+    LimitingSummary {
+        norm: grokflow_engine::la::norm(&res.theta_end),
+        test_loss: system.test_loss(&res.theta_end),
+        max_drift: res.max_drift,
+        kkt_residual: res.kkt_residual,
+        tau_end: res.tau_end,
+        max_distance,
+        tau0,
+        max_distance_from_zero: from_zero,
+        tau_limit: res.tau_limit,
+        limit_norm: res
+            .theta_limit
+            .as_ref()
+            .map(|t| grokflow_engine::la::norm(t)),
+        limit_test_loss: res.theta_limit.as_ref().and_then(|t| system.test_loss(t)),
+        distance_final_to_limit: res
+            .theta_limit
+            .as_ref()
+            .map(|t| grokflow_engine::la::distance(t, theta_final)),
+        min_mu: res.min_mu,
+        min_gap: res.min_gap,
+        stop_reason: res.stop.clone(),
+        warnings: res.warnings.clone(),
+        stats: res.stats.clone(),
+    }
+}

@@ -1,0 +1,359 @@
+//! Sweeps: λ × seeds × the values of one system parameter, every run in parallel into its
+//! own directory, then the combined summary (sweep_summary.json and .csv) and, for a
+//! parameter sweep of a 1-D model, the final functions side by side (sweep.png).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use grokflow_plots::{function_figure, render, FunctionTable};
+use grokflow_systems::System;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::SimulateRequest;
+use crate::output::{function_table, prepare_dir, write_atomic, write_json, write_run};
+use crate::request::{build_system, run_config};
+use crate::run::{run_system, RunConfig};
+use crate::summary::{InstanceSummary, RunSummary};
+
+/// One run of a sweep, as the combined summary lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepEntry {
+    /// λ.
+    pub lambda: f64,
+    /// The instance seed.
+    pub seed: Option<u64>,
+    /// The swept parameter's value, if a parameter is swept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Whether it reached its end.
+    pub complete: bool,
+    /// Why it ended.
+    pub stop_reason: grokflow_engine::StopReason,
+    /// Steps of the λ-flow.
+    pub steps: usize,
+    /// Wall time of the λ-flow.
+    pub wall_s: f64,
+    /// Test metric at Φ(θ_init).
+    pub test_phi: Option<f64>,
+    /// Final test metric.
+    pub test_final: Option<f64>,
+    /// Final ‖θ‖.
+    pub norm_final: f64,
+    /// Fitting time.
+    pub t_fit: Option<f64>,
+    /// Grokking time.
+    pub t_grok: Option<f64>,
+    /// Grokking time in slow time.
+    pub tau_grok: Option<f64>,
+    /// For a parameter sweep of a 1-D model: sup over the plotting grid of the change of
+    /// the final learned function from the previous value's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sup_change: Option<f64>,
+    /// The system's report at the end (rank, support, kinks…).
+    #[serde(default)]
+    pub report: serde_json::Value,
+}
+
+impl SweepEntry {
+    /// The entry of a finished run.
+    pub fn of(s: &RunSummary, dir: &Path, value: Option<String>) -> Self {
+        Self {
+            lambda: s.lambda,
+            seed: s.seed,
+            value,
+            dir: dir.to_path_buf(),
+            complete: s.complete,
+            stop_reason: s.stop_reason.clone(),
+            steps: s.stats.steps,
+            wall_s: s.stats.wall_s,
+            test_phi: s.phi.as_ref().and_then(|p| p.test_loss),
+            test_final: s.final_state.test_loss,
+            norm_final: s.final_state.norm,
+            t_fit: s.grokking.t_fit,
+            t_grok: s.grokking.t_grok,
+            tau_grok: s.grokking.tau_grok,
+            sup_change: None,
+            report: s.report.final_state.clone(),
+        }
+    }
+}
+
+/// The swept parameter and its values, from `--sweep NAME=V1,V2,…`.
+fn parse_sweep(req: &SimulateRequest) -> Result<Option<(&'static str, Vec<String>)>> {
+    let Some(text) = &req.run.sweep else {
+        return Ok(None);
+    };
+    let Some((name, values)) = text.split_once('=') else {
+        bail!("--sweep takes NAME=V1,V2,… (e.g. sharpness=10,100), got \"{text}\"");
+    };
+    let spec = req.spec;
+    let Some(param) = spec.params.iter().find(|p| p.name == name.trim()) else {
+        let names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+        bail!(
+            "--sweep: {} has no parameter \"{}\"; its parameters are {}",
+            spec.name,
+            name.trim(),
+            names.join(", ")
+        );
+    };
+    if req.run.instance.is_some() && !param.model {
+        bail!(
+            "--sweep {}: with --instance only a parameter that applies to a loaded instance can \
+             be swept (it would change the data)",
+            param.name
+        );
+    }
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(|v| v.is_empty()) {
+        bail!("--sweep {}: an empty value in \"{text}\"", param.name);
+    }
+    Ok(Some((param.name, values)))
+}
+
+/// Refuses a list that names the same run twice (the runs would share a directory).
+fn distinct<T: PartialEq + std::fmt::Display>(flag: &str, values: &[T]) -> Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            bail!("{flag} lists {v} twice: each run needs its own value");
+        }
+    }
+    Ok(())
+}
+
+/// One instance of a sweep: its seed and swept value, the system and its summary.
+type Instance = (
+    Option<u64>,
+    Option<String>,
+    Box<dyn System>,
+    InstanceSummary,
+);
+
+/// One job of a sweep.
+struct Job {
+    seed: Option<u64>,
+    value: Option<String>,
+    cfg: RunConfig,
+}
+
+/// Runs the sweep `req` asks for; returns the entries (in the order of the lists) and the
+/// files written beside the run directories.
+pub fn run_sweep(
+    req: &SimulateRequest,
+    base: &RunConfig,
+) -> Result<(Vec<SweepEntry>, Vec<PathBuf>)> {
+    let run = &req.run;
+    if run.instance.is_some() && run.seeds.is_some() {
+        bail!("--seeds generates instances: it cannot be used with --instance");
+    }
+    if run.save_instance.is_some() {
+        bail!("--save-instance saves one instance: it cannot be used in a sweep");
+    }
+    let param = parse_sweep(req)?;
+    let lambdas: Vec<Option<f64>> = match &run.lambdas {
+        Some(l) => {
+            distinct("--lambdas", l)?;
+            l.iter().map(|x| Some(*x)).collect()
+        }
+        None => vec![None],
+    };
+    let seeds: Vec<Option<u64>> = match &run.seeds {
+        Some(s) => {
+            distinct("--seeds", s)?;
+            s.iter().map(|x| Some(*x)).collect()
+        }
+        None => vec![None],
+    };
+    let values: Vec<Option<String>> = match &param {
+        Some((name, v)) => {
+            distinct(&format!("--sweep {name}"), v)?;
+            v.iter().map(|x| Some(x.clone())).collect()
+        }
+        None => vec![None],
+    };
+    let out = base.out.clone();
+    // Every job's configuration is checked before anything runs.
+    let mut jobs = Vec::new();
+    for &seed in &seeds {
+        for &lambda in &lambdas {
+            for value in &values {
+                let mut cfg = run_config(req, lambda)?;
+                let mut dir = format!("lambda{:e}", cfg.lambda);
+                if let Some(s) = seed {
+                    dir += &format!("-seed{s}");
+                }
+                if let (Some((name, _)), Some(v)) = (&param, value) {
+                    dir += &format!("-{name}{v}");
+                }
+                cfg.out = out.join(dir);
+                cfg.progress = false;
+                jobs.push(Job {
+                    seed,
+                    value: value.clone(),
+                    cfg,
+                });
+            }
+        }
+    }
+    let name = param.map(|(n, _)| n);
+    // Each instance (seed × value) is built once, before any run: a bad value is refused
+    // before anything is written, and the λ's of one instance share it.
+    let mut instances: Vec<Instance> = Vec::new();
+    for job in &jobs {
+        if instances
+            .iter()
+            .any(|(s, v, _, _)| *s == job.seed && *v == job.value)
+        {
+            continue;
+        }
+        let mut settings = req.settings();
+        if let (Some(n), Some(v)) = (name, &job.value) {
+            settings.set(n, v.clone())?;
+        }
+        let (system, summary) = build_system(req, &settings, job.seed)?;
+        instances.push((job.seed, job.value.clone(), system, summary));
+    }
+    prepare_dir(&out)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(run.threads.unwrap_or(0))
+        .build()
+        .context("setting up the thread pool")?;
+    if !run.quiet {
+        eprintln!(
+            "sweep: {} runs of {} on {} threads into {}",
+            jobs.len(),
+            req.spec.name,
+            pool.current_num_threads(),
+            out.display()
+        );
+    }
+    let results: Vec<Result<(SweepEntry, Option<Vec<f64>>)>> = pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
+                let (_, _, system, summary) = instances
+                    .iter()
+                    .find(|(s, v, _, _)| *s == job.seed && *v == job.value)
+                    .expect("every job's instance was built");
+                let record = run_system(system.as_ref(), summary.clone(), &job.cfg)?;
+                write_run(system.as_ref(), &record, &job.cfg)?;
+                let entry = SweepEntry::of(&record.summary, &job.cfg.out, job.value.clone());
+                let last = final_function(system.as_ref(), &record);
+                Ok((entry, last))
+            })
+            .collect()
+    });
+    let mut entries = Vec::new();
+    let mut functions = Vec::new();
+    for r in results {
+        let (e, f) = r?;
+        entries.push(e);
+        functions.push(f);
+    }
+    let mut files = Vec::new();
+    if let Some(n) = name {
+        let first = instances[0].2.as_ref();
+        files.extend(compare_functions(
+            req,
+            first,
+            base,
+            n,
+            &mut entries,
+            &functions,
+        )?);
+    }
+    files.extend(write_sweep(&out, &entries)?);
+    Ok((entries, files))
+}
+
+/// The final learned function of a 1-D model on its plotting grid.
+fn final_function(system: &dyn System, record: &crate::run::RunRecord) -> Option<Vec<f64>> {
+    let curve = system.curve()?;
+    let table = function_table(curve, &record.states, &record.trajectory, 0.0);
+    table.0.curves.last().map(|(_, v)| v.clone())
+}
+
+/// For a parameter sweep of a 1-D model: each value's final function against the previous
+/// value's (sup_change), and the final functions side by side in sweep.png.
+fn compare_functions(
+    req: &SimulateRequest,
+    system: &dyn System,
+    base: &RunConfig,
+    name: &str,
+    entries: &mut [SweepEntry],
+    functions: &[Option<Vec<f64>>],
+) -> Result<Vec<PathBuf>> {
+    let Some(first) = functions.iter().flatten().next() else {
+        return Ok(Vec::new());
+    };
+    // The grid, teacher and data come from the first instance (the grid is the model's input
+    // range).
+    let Some(curve) = system.curve() else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = curve.domain();
+    let x = grokflow_systems::curve::grid(lo, hi, first.len());
+    let mut table = FunctionTable {
+        teacher: x.iter().map(|&v| curve.teacher_at(v)).collect(),
+        x,
+        ..FunctionTable::default()
+    };
+    (table.train_x, table.train_y) = curve.training_points();
+    let mut previous: Option<&Vec<f64>> = None;
+    for (e, f) in entries.iter_mut().zip(functions) {
+        let Some(f) = f else { continue };
+        e.sup_change = previous.map(|p| {
+            p.iter()
+                .zip(f)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+        });
+        let label = format!("{name} = {}", e.value.as_deref().unwrap_or("?"));
+        table.curves.push((label, f.clone()));
+        previous = Some(f);
+    }
+    if !base.plot {
+        return Ok(Vec::new());
+    }
+    let path = base.out.join("sweep.png");
+    let title = format!(
+        "{} · sweep of {name} · final learned functions",
+        req.spec.name
+    );
+    render(&function_figure(&title, &table), &path).context("rendering sweep.png")?;
+    Ok(vec![path])
+}
+
+/// Writes sweep_summary.json and sweep_summary.csv.
+pub fn write_sweep(dir: &Path, entries: &[SweepEntry]) -> Result<Vec<PathBuf>> {
+    let json = dir.join("sweep_summary.json");
+    write_json(&json, &entries)?;
+    let o = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
+    let mut csv = String::from(
+        "lambda,seed,value,complete,steps,wall_s,test_phi,test_final,norm_final,t_fit,t_grok,\
+         tau_grok,sup_change,dir\n",
+    );
+    for e in entries {
+        csv += &format!(
+            "{:e},{},{},{},{},{:e},{},{},{:e},{},{},{},{},{}\n",
+            e.lambda,
+            e.seed.map(|s| s.to_string()).unwrap_or_default(),
+            e.value.as_deref().unwrap_or_default(),
+            e.complete,
+            e.steps,
+            e.wall_s,
+            o(e.test_phi),
+            o(e.test_final),
+            e.norm_final,
+            o(e.t_fit),
+            o(e.t_grok),
+            o(e.tau_grok),
+            o(e.sup_change),
+            e.dir.display()
+        );
+    }
+    let path = dir.join("sweep_summary.csv");
+    write_atomic(&path, csv.as_bytes())?;
+    Ok(vec![json, path])
+}

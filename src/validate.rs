@@ -1,0 +1,118 @@
+//! What `validate` does: the theory's claims measured on every registered system, and the
+//! report (report.md, report.json, two figures per system) written where asked.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use grokflow_plots::render;
+use grokflow_validation::markdown::report_markdown;
+use grokflow_validation::{instances, validate, ValidationConfig};
+
+use crate::output::validation_figures::{collapse_figure, errors_figure};
+use crate::output::{prepare_dir, write_atomic, write_json};
+use crate::simulate::Finished;
+
+/// Check the two-phase theory numerically as λ → 0: Props 1–4, the grokking gap and τ_grok,
+/// with solver floors and fitted orders, on every system.
+#[derive(Debug, Parser)]
+#[command(name = "validate", version)]
+pub struct ValidateArgs {
+    /// Small instances and λ ∈ {1e-1, …, 1e-4}: seconds (what the test suite runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Report name [default: "default", or "quick" with --quick].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output directory [default: runs/validation/<name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only these systems (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Option<Vec<String>>,
+    /// The λ sweep (comma separated) [default: 10^{-k/2}, k = 2…16; quick: 1e-1 … 1e-4].
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub lambdas: Option<Vec<f64>>,
+    /// Worker threads [default: all cores]. Results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Skip the figures.
+    #[arg(long)]
+    pub no_plot: bool,
+}
+
+/// Runs the validation `args` asks for and writes its report. Exit codes: 0 every check
+/// passed (or was not assessed), 2 a check failed.
+pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| if args.quick { "quick" } else { "default" }.into());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/validation").join(&name));
+    let mut cfg = ValidationConfig::default();
+    if args.quick {
+        cfg.lambdas = vec![1e-1, 1e-2, 1e-3, 1e-4];
+    }
+    if let Some(l) = &args.lambdas {
+        cfg.lambdas = l.clone();
+    }
+    cfg.validate()?;
+    let mut systems = instances(args.quick)?;
+    if let Some(only) = &args.systems {
+        for s in only {
+            if !systems.iter().any(|(n, _)| n == s) {
+                let names: Vec<&str> = systems.iter().map(|(n, _)| n.as_str()).collect();
+                bail!(
+                    "unknown system \"{s}\"; the systems are {}",
+                    names.join(", ")
+                );
+            }
+        }
+        systems.retain(|(n, _)| only.contains(n));
+    }
+    prepare_dir(&out)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("setting up the thread pool")?;
+    let report = pool.install(|| validate(&systems, &cfg, |s| eprintln!("validate: {s}")))?;
+    let mut figures = HashMap::new();
+    if !args.no_plot {
+        for s in &report.systems {
+            let errors = format!("{}-errors.png", s.system);
+            let collapse = format!("{}-collapse.png", s.system);
+            render(&errors_figure(s), &out.join(&errors)).context("rendering the error figure")?;
+            render(&collapse_figure(s), &out.join(&collapse))
+                .context("rendering the collapse figure")?;
+            figures.insert(s.system.clone(), vec![errors, collapse]);
+        }
+    }
+    let md = report_markdown(&report, |s| figures.get(s).cloned().unwrap_or_default());
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    write_json(&out.join("report.json"), &report)?;
+    let mut text = String::new();
+    for s in &report.systems {
+        let order = |p: Option<f64>| p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "—".into());
+        text += &format!(
+            "validate: {:<18} {}  order E₁ {}  order E₂ {}  ({:.1} s)\n",
+            s.system,
+            if s.passed { "passed" } else { "FAILED" },
+            order(s.prop1_order),
+            order(s.prop2_order),
+            s.wall_s
+        );
+    }
+    text += &format!(
+        "validation {} — wrote {}/report.md\n",
+        if report.passed { "passed" } else { "FAILED" },
+        out.display()
+    );
+    Ok(Finished {
+        text,
+        code: if report.passed { 0 } else { 2 },
+    })
+}
