@@ -25,7 +25,7 @@ pub struct ValidateArgs {
     /// Report name [default: "default", or "quick" with --quick].
     #[arg(long)]
     pub name: Option<String>,
-    /// Output directory [default: runs/validation/<name>].
+    /// Output directory [default: runs/validation/NAME].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Only these systems (comma separated).

@@ -34,12 +34,14 @@ use grokflow_plots::render;
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]
 pub struct Cli {
-    /// Markdown report.
-    #[arg(long, default_value = "BENCHMARKS.md")]
+    /// Directory of the report: BENCHMARKS.md, benchmarks.json and the work–precision figures
+    /// (figures/).
+    #[arg(long, default_value = "runs/bench")]
     pub out: PathBuf,
-    /// Raw results (JSON).
-    #[arg(long, default_value = "benchmarks.json")]
-    pub json: PathBuf,
+    /// Write the committed report instead: BENCHMARKS.md and benchmarks.json at the
+    /// repository root, the figures in docs/figures (run from the root).
+    #[arg(long)]
+    pub committed: bool,
     /// Repeats of each timed run (runs over 2 s are timed once; in the work–precision
     /// section, grokflow's and scipy's shorter runs are repeated further, until their runs
     /// add up to 0.3 s, at most 100 runs).
@@ -51,9 +53,25 @@ pub struct Cli {
     /// Skip scipy even where it is installed.
     #[arg(long)]
     pub no_scipy: bool,
-    /// Where the work–precision figures go.
-    #[arg(long, default_value = "docs/figures")]
-    pub figures: PathBuf,
+}
+
+impl Cli {
+    /// (markdown, JSON, figures directory, how the markdown links the figures).
+    fn paths(&self) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+        if self.committed {
+            let figures = PathBuf::from("docs/figures");
+            let md = PathBuf::from("BENCHMARKS.md");
+            (md, PathBuf::from("benchmarks.json"), figures.clone(), figures)
+        } else {
+            let o = &self.out;
+            (
+                o.join("BENCHMARKS.md"),
+                o.join("benchmarks.json"),
+                o.join("figures"),
+                PathBuf::from("figures"),
+            )
+        }
+    }
 }
 
 fn machine() -> String {
@@ -73,6 +91,9 @@ fn machine() -> String {
 
 /// Runs every section of the benchmark and writes its report.
 pub fn run(cli: &Cli) -> Result<()> {
+    // The report's directories exist before the long runs start.
+    let (md_path, json_path, figures_dir, figures_link) = cli.paths();
+    std::fs::create_dir_all(&figures_dir)?;
     let started = std::time::Instant::now();
     let stamp = move || format!("{:6.0} s", started.elapsed().as_secs_f64());
     let cfg = BenchConfig {
@@ -106,12 +127,11 @@ pub fn run(cli: &Cli) -> Result<()> {
     });
     std::fs::remove_dir_all(&scratch).ok();
     let points = points?;
-    std::fs::create_dir_all(&cli.figures)?;
     let mut figure_paths = Vec::new();
     for (name, fig) in workprec::figures(&points, &wp_cfg) {
-        let path = cli.figures.join(&name);
+        let path = figures_dir.join(&name);
         render(&fig, &path)?;
-        figure_paths.push(path.display().to_string());
+        figure_paths.push(figures_link.join(&name).display().to_string());
     }
 
     let (sizes, large_sizes, dense_max) = if cli.quick {
@@ -132,9 +152,9 @@ pub fn run(cli: &Cli) -> Result<()> {
     text += &scaling::large_d_markdown(&large);
     text += &scaling::factorisations_markdown(&factor_rows);
     text += &workprec::markdown(&points, &wp_cfg, &figure_paths);
-    write_atomic(&cli.out, text.as_bytes())?;
+    write_atomic(&md_path, text.as_bytes())?;
     write_json(
-        &cli.json,
+        &json_path,
         &serde_json::json!({
             "config": cfg, "linear": rows, "systems": systems, "limits": limits,
             "workprecision": { "config": wp_cfg, "scipy": scipy, "points": points },
@@ -143,8 +163,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     )?;
     eprintln!(
         "bench: wrote {} and {}",
-        cli.out.display(),
-        cli.json.display()
+        md_path.display(),
+        json_path.display()
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ fn time_at(points: &[&WpPoint], error: f64) -> Option<f64> {
 }
 
 /// Speed-up of grokflow over one system and λ: for every successful scipy point, its median
-/// time over the time grokflow's fastest method needs for the same error ([`time_at`]).
+/// time over the time grokflow's fastest method needs for the same error (`time_at`).
 /// Returns (smallest speed-up, the scipy point it came from).
 pub fn speedup_vs_scipy(points: &[WpPoint], system: &str, lambda: f64) -> Option<(f64, String)> {
     let ours = |error: f64| {

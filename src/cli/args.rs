@@ -164,8 +164,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 20)]
     pub per_decade: usize,
 
-    /// Output directory [default: runs/<system>-lambda<λ>, plus -<method> for methods other
-    /// than bdf and -<preset> for presets; runs/<system>-sweep for sweeps].
+    /// Output directory [default: runs/SYSTEM-lambdaΛ, plus -METHOD for methods other than
+    /// bdf and -PRESET for presets; runs/SYSTEM-sweep for sweeps].
     #[arg(long)]
     pub out: Option<PathBuf>,
 

@@ -567,7 +567,7 @@ impl Residuals for MatrixCompletion {
         }
     }
 
-    /// (JJᵀ)_{q,q'} = [i = i'](VVᵀ)ⱼⱼ' + [j = j'](UUᵀ)ᵢᵢ': column q' has non-zeros only in
+    /// (JJᵀ)_{q,q'} = δ(i, i')(VVᵀ)ⱼⱼ' + δ(j, j')(UUᵀ)ᵢᵢ': column q' has non-zeros only in
     /// the rows of the observations sharing its row i' (contiguous: the observations are
     /// sorted by row) or its column j'. O(m²) to clear, O((n₁² + n₂²)r + m(n₁ + n₂)) to fill.
     fn gram_into(&self, theta: &[f64], mut gram: MatMut<'_, f64>) {

@@ -29,7 +29,7 @@ use grokflow_engine::Method;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activation {
-    /// max(z, 0), with σ' = 1[z > 0] and σ'' = 0.
+    /// max(z, 0), with σ' = 1 for z > 0 (else 0) and σ'' = 0.
     Relu,
     /// log(1 + e^{βz})/β.
     Softplus {

@@ -2,8 +2,8 @@
 //!
 //! For each system and a geometric sweep of λ, against references computed once at tight
 //! tolerances (the unregularised flow θ₀, Φ(θ_init), the limiting flow θ_M and its limit):
-//! - Prop 1: E₁(λ) = sup_{t∈[0,T₁]} ‖θ_λ(t) − θ₀(t)‖;
-//! - Prop 2: E₂(λ) = sup_{τ∈[τ₀,T₂]} ‖θ_λ(τ/λ) − θ_M(τ)‖, and the same on [0, T₂];
+//! - Prop 1: E₁(λ) = sup over t ∈ \[0, T₁\] of ‖θ_λ(t) − θ₀(t)‖;
+//! - Prop 2: E₂(λ) = sup over τ ∈ \[τ₀, T₂\] of ‖θ_λ(τ/λ) − θ_M(τ)‖, and the same on \[0, T₂\];
 //! - Prop 3: the KKT residual of θ_λ^∞, the stationary point of F + λ‖θ‖²/2;
 //! - Prop 4: ‖θ_λ^∞ − θ_M^∞‖;
 //! - the grokking gap ‖Φ(θ_init) − θ_M^∞‖ and τ_grok(λ) against the limiting flow's.

@@ -11,7 +11,7 @@ use crate::la::column;
 
 /// A factorised symmetric matrix: Cholesky if it was positive definite, LU otherwise.
 pub enum Factorisation {
-    /// L (lower triangle; up to [`SMALL_SOLVE`] rows Lᵀ mirrored above it).
+    /// L (lower triangle; for small matrices Lᵀ mirrored above it).
     Cholesky(Mat<f64>),
     /// PA = LU with partial pivoting.
     Lu {
@@ -195,7 +195,7 @@ impl Factorisation {
         }
     }
 
-    /// x ← A⁻¹ x for a vector: up to [`SMALL_SOLVE`] by substitution down contiguous
+    /// x ← A⁻¹ x for a vector: up to `SMALL_SOLVE` by substitution down contiguous
     /// columns, beyond by faer's triangular solves.
     pub fn solve_vec(&self, x: &mut [f64]) {
         let n = x.len();

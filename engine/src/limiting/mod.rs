@@ -4,7 +4,7 @@
 //! its limits are KKT points of min ½‖θ‖² on M (P(θ)θ = 0).
 //!
 //! It runs in the one step loop ([`crate::stepping::drive`]) with the stepper of
-//! [`stepper`], so progress, recording and interruption are observers as for every flow.
+//! `stepper`, so progress, recording and interruption are observers as for every flow.
 //! Where the spectral gap collapses (a singular point of M, where the Morse–Bott assumption
 //! fails) the flow stops and says so.
 
