@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use grokflow_engine::Method;
 use grokflow_systems::{load_instance, Settings, System};
 
-use crate::cli::SimulateRequest;
+use crate::cli::{DerivativesArg, SimulateRequest};
 use crate::run::{default_out_dir, LimitingConfig, RunConfig};
 use crate::summary::InstanceSummary;
 
@@ -68,9 +68,28 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
     Ok(cfg)
 }
 
+/// The instance of `req` (see [`instance`]), with derived derivatives if asked.
+pub fn build_system(
+    req: &SimulateRequest,
+    settings: &Settings,
+    seed: Option<u64>,
+) -> Result<(Box<dyn System>, InstanceSummary)> {
+    let (system, summary) = instance(req, settings, seed)?;
+    if req.run.derivatives == DerivativesArg::Derived {
+        let derived = system.derived().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no generic twin to derive its derivatives from; use --derivatives hand",
+                req.spec.name
+            )
+        })??;
+        return Ok((derived, summary));
+    }
+    Ok((system, summary))
+}
+
 /// The instance of `req`: read from --instance (with the model parameters of `settings`
 /// applied), or generated from `settings` (with its seed replaced by `seed` if given).
-pub fn build_system(
+fn instance(
     req: &SimulateRequest,
     settings: &Settings,
     seed: Option<u64>,

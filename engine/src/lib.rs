@@ -6,6 +6,7 @@
 //! The engine knows no concrete system and no command line. A run is
 //! `integrate(&flow, θ₀, method, &options, &mut observers) -> Outcome`.
 
+pub mod autodiff;
 pub mod check;
 pub mod error;
 pub mod flow;
@@ -21,6 +22,7 @@ pub mod phi;
 mod steppers;
 pub mod stepping;
 
+pub use autodiff::{Derived, DerivedScalar, ResidualModel, Scalar, ScalarModel};
 pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
 pub use flow::{rounding_floor, Clock, GradientFlow, TimeScale};

@@ -66,6 +66,16 @@ impl From<LinearSolverArg> for LinearSolver {
     }
 }
 
+/// Where the derivatives come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DerivativesArg {
+    /// The system's hand-written gradient, Hessian and residual products.
+    Hand,
+    /// Derived exactly (automatic differentiation) from the system's residuals written once,
+    /// generically: to check the hand-written ones or measure what deriving costs.
+    Derived,
+}
+
 /// The clock of the integration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TimeArg {
@@ -143,6 +153,10 @@ pub struct RunArgs {
     /// the matrix-free solve of a loss without residuals].
     #[arg(long, value_name = "Q")]
     pub max_order: Option<usize>,
+
+    /// Where the derivatives come from.
+    #[arg(long, value_enum, default_value_t = DerivativesArg::Hand)]
+    pub derivatives: DerivativesArg,
 
     /// Relative tolerance of the adaptive methods.
     #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]

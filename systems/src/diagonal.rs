@@ -16,6 +16,8 @@ use crate::curve::Curve;
 use crate::data::{check_vec, gaussian_vec, permutation, rng};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
+use crate::derived::WithDerived;
+use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param};
 use crate::spec::{Preset, RunPreset, SystemSpec};
 use crate::system::{parse_file, System};
@@ -527,6 +529,10 @@ crate::impl_system!(
     DiagonalNetwork,
     fn curve(&self) -> Option<&dyn Curve> {
         Some(self)
+    },
+    fn derived(&self) -> Option<Result<Box<dyn System>, SystemError>> {
+        let system: Box<dyn System> = Box::new(self.clone());
+        Some(WithDerived::new(system, DiagonalTwin(self.clone())).map(|s| Box::new(s) as Box<dyn System>))
     }
 );
 
@@ -598,3 +604,33 @@ pub static SPEC: SystemSpec = SystemSpec {
     scaled: None,
     smooth_family: None,
 };
+
+/// The diagonal network's residuals written once, generically: its derived twin.
+pub struct DiagonalTwin(pub DiagonalNetwork);
+
+impl ResidualModel for DiagonalTwin {
+    fn name(&self) -> &str {
+        "diagonal"
+    }
+    fn dim(&self) -> usize {
+        2 * self.0.p()
+    }
+    fn count(&self) -> usize {
+        self.0.x.len()
+    }
+    /// r = A(u⊙v) − y.
+    fn residuals<T: Scalar>(&self, theta: &[T], r: &mut [T]) {
+        let p = self.0.p();
+        let beta: Vec<T> = (0..p).map(|j| theta[j] * theta[p + j]).collect();
+        for (i, ri) in r.iter_mut().enumerate() {
+            let mut s = T::zero();
+            for (j, &b) in beta.iter().enumerate() {
+                s += b * self.0.a[(i, j)];
+            }
+            *ri = s - self.0.y[i];
+        }
+    }
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        Residuals::curvature_groups(&self.0)
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod curve;
 pub mod data;
+pub mod derived;
 pub mod error;
 pub mod params;
 pub mod scratch;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{check_vec, gaussian_mat, gaussian_vec, mat_to_rows, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::with_buf;
+use crate::derived::WithDerived;
+use crate::system::System;
+use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param};
 use crate::spec::SystemSpec;
 use crate::system::parse_file;
@@ -527,6 +530,10 @@ crate::impl_system!(
         LinearRegression::truth(self)
             .ok()
             .map(|t| Box::new(t) as Box<dyn Truth>)
+    },
+    fn derived(&self) -> Option<Result<Box<dyn System>, SystemError>> {
+        let system: Box<dyn System> = Box::new(self.clone());
+        Some(WithDerived::new(system, LinearTwin(self.clone())).map(|s| Box::new(s) as Box<dyn System>))
     }
 );
 
@@ -612,3 +619,34 @@ pub static SPEC: SystemSpec = SystemSpec {
     scaled: None,
     smooth_family: None,
 };
+
+/// Linear regression's residuals written once, generically: its derived twin.
+pub struct LinearTwin(pub LinearRegression);
+
+impl ResidualModel for LinearTwin {
+    fn name(&self) -> &str {
+        "linear"
+    }
+    fn dim(&self) -> usize {
+        self.0.x.ncols()
+    }
+    fn count(&self) -> usize {
+        self.0.n()
+    }
+    /// rᵢ = Σⱼ Xᵢⱼθⱼ − yᵢ.
+    fn residuals<T: Scalar>(&self, theta: &[T], r: &mut [T]) {
+        for (i, ri) in r.iter_mut().enumerate() {
+            let mut s = T::zero();
+            for (j, &t) in theta.iter().enumerate() {
+                s += t * self.0.x[(i, j)];
+            }
+            *ri = s - self.0.y[i];
+        }
+    }
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        Residuals::curvature_groups(&self.0)
+    }
+    fn is_affine(&self) -> bool {
+        true
+    }
+}

@@ -17,6 +17,9 @@ use crate::data::{
 };
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::with_buf;
+use crate::derived::WithDerived;
+use crate::system::System;
+use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param, Settings};
 use crate::spec::{Preset, RunPreset, SystemSpec};
 use crate::system::parse_file;
@@ -634,7 +637,12 @@ impl MatrixCompletion {
     }
 }
 
-crate::impl_system!(MatrixCompletion);
+crate::impl_system!(MatrixCompletion,
+    fn derived(&self) -> Option<Result<Box<dyn System>, SystemError>> {
+        let system: Box<dyn System> = Box::new(self.clone());
+        Some(WithDerived::new(system, CompletionTwin(self.clone())).map(|s| Box::new(s) as Box<dyn System>))
+    }
+);
 
 fn completion_params(s: &Settings) -> Result<CompletionParams, SystemError> {
     let rank = s.count("rank")?;
@@ -730,3 +738,35 @@ pub static SPEC: SystemSpec = SystemSpec {
     }),
     smooth_family: None,
 };
+
+/// Matrix completion's residuals written once, generically: its derived twin.
+pub struct CompletionTwin(pub MatrixCompletion);
+
+impl ResidualModel for CompletionTwin {
+    fn name(&self) -> &str {
+        "matrix-completion"
+    }
+    fn dim(&self) -> usize {
+        (self.0.n1 + self.0.n2) * self.0.r
+    }
+    fn count(&self) -> usize {
+        self.0.obs.len()
+    }
+    fn scale(&self) -> f64 {
+        1.0
+    }
+    /// r_q = Σₖ UᵢₖVⱼₖ − M*ᵢⱼ for the q-th observed (i, j).
+    fn residuals<T: Scalar>(&self, theta: &[T], res: &mut [T]) {
+        let (r, o) = (self.0.r, self.0.n1 * self.0.r);
+        for (rq, &(i, j, m)) in res.iter_mut().zip(&self.0.obs) {
+            let mut s = T::zero();
+            for k in 0..r {
+                s += theta[i * r + k] * theta[o + j * r + k];
+            }
+            *rq = s - m;
+        }
+    }
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        Residuals::curvature_groups(&self.0)
+    }
+}

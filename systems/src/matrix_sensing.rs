@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::{check_vec, default_spectrum, gaussian_mat, mat_to_rows, orthonormal_columns, rng, rows_to_mat};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
+use crate::derived::WithDerived;
+use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param, Settings};
 use crate::spec::SystemSpec;
 use crate::system::{parse_file, System};
@@ -587,7 +589,12 @@ impl Observables for MatrixSensing {
     }
 }
 
-crate::impl_system!(MatrixSensing);
+crate::impl_system!(MatrixSensing,
+    fn derived(&self) -> Option<Result<Box<dyn System>, SystemError>> {
+        let system: Box<dyn System> = Box::new(self.clone());
+        Some(WithDerived::new(system, SensingTwin(self.clone())).map(|s| Box::new(s) as Box<dyn System>))
+    }
+);
 
 fn sensing_params(s: &Settings) -> Result<SensingParams, SystemError> {
     let (n, rank) = (s.count("n")?, s.count("rank")?);
@@ -665,3 +672,45 @@ pub static SPEC: SystemSpec = SystemSpec {
     scaled: None,
     smooth_family: None,
 };
+
+/// Matrix sensing's residuals written once, generically: its derived twin.
+pub struct SensingTwin(pub MatrixSensing);
+
+impl ResidualModel for SensingTwin {
+    fn name(&self) -> &str {
+        "matrix-sensing"
+    }
+    fn dim(&self) -> usize {
+        self.0.n * self.0.r
+    }
+    fn count(&self) -> usize {
+        self.0.a.len()
+    }
+    /// rₖ = ⟨Aₖ, UUᵀ⟩ − bₖ, from G = UUᵀ's upper triangle.
+    fn residuals<T: Scalar>(&self, theta: &[T], res: &mut [T]) {
+        let (n, r) = (self.0.n, self.0.r);
+        let mut g = vec![T::zero(); n * n];
+        for a in 0..n {
+            for b in a..n {
+                let mut s = T::zero();
+                for l in 0..r {
+                    s += theta[a * r + l] * theta[b * r + l];
+                }
+                g[a * n + b] = s;
+            }
+        }
+        for ((rk, ak), bk) in res.iter_mut().zip(&self.0.a).zip(&self.0.b) {
+            let mut s = T::zero();
+            for a in 0..n {
+                s += g[a * n + a] * ak[(a, a)];
+                for b in a + 1..n {
+                    s += g[a * n + b] * (2.0 * ak[(a, b)]);
+                }
+            }
+            *rk = s - *bk;
+        }
+    }
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        Residuals::curvature_groups(&self.0)
+    }
+}

@@ -27,6 +27,15 @@ pub trait System: Loss + Observables {
     fn truth(&self) -> Option<Box<dyn Truth>> {
         None
     }
+    /// The same instance with every derivative derived from a generic twin of its residuals
+    /// (automatic differentiation), where the system has one.
+    fn derived(&self) -> Option<Result<Box<dyn System>, SystemError>> {
+        None
+    }
+    /// "hand-written", or "derived" for [`System::derived`]'s instances.
+    fn derivatives(&self) -> &'static str {
+        "hand-written"
+    }
     /// The same instance with the model parameters of `settings` (those whose
     /// [`crate::Param::model`] is set) applied; an error where it has none.
     fn with_model(&self, _settings: &Settings) -> Result<Box<dyn System>, SystemError> {
