@@ -134,16 +134,16 @@ pub struct States {
 /// The limiting flow's section of summary.json.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LimitingSummary {
-    /// ‖θ_M‖ where the flow ended.
+    /// ‖θ_M‖ where the flow stopped.
     pub norm: f64,
-    /// Test metric where it ended.
+    /// Test metric where it stopped.
     pub test_loss: Option<f64>,
     /// max ‖∇F(θ_M)‖/‖∇F(θ_init)‖ along the flow.
     pub max_drift: f64,
-    /// ‖P(θ_M)θ_M‖/max(‖θ_M‖, 1) where it ended.
+    /// ‖P(θ_M)θ_M‖/max(‖θ_M‖, 1) where it stopped.
     pub kkt_residual: f64,
-    /// Slow time where it ended.
-    pub tau_end: f64,
+    /// Slow time where it stopped (past the run's τ_end when it went on to find θ_M^∞).
+    pub tau_stopped: f64,
     /// max over recorded τ ≥ τ₀ of ‖θ_λ(τ/λ) − θ_M(τ)‖.
     pub max_distance: Option<f64>,
     /// The τ₀ of `max_distance`.

@@ -696,7 +696,7 @@ fn the_limiting_flow_runs_beside_the_lambda_flow() {
         "test_loss",
         "max_drift",
         "kkt_residual",
-        "tau_end",
+        "tau_stopped",
         "max_distance",
         "tau0",
     ] {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
-    integrate, log_time_grid, GradientFlow, Method, Options, Recorder, StopReason, TimeScale,
+    integrate, log_time_grid, GradientFlow, Method, Options, Recorder, StopReason, Time, TimeScale,
 };
 use grokflow_systems::{Settings, System, Truth};
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,7 @@ fn measure(
     let opts = Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
-        s_end: cfg.tau_end,
+        end: Time::Slow(cfg.tau_end),
         max_steps,
         ..Default::default()
     };
@@ -391,7 +391,7 @@ pub(crate) fn reference_run(
     let opts = Options {
         rtol,
         atol: 1e-2 * rtol,
-        s_end: tau_end,
+        end: Time::Slow(tau_end),
         max_steps: 2_000_000,
         ..Default::default()
     };
@@ -443,7 +443,7 @@ pub fn bench_systems(
                     &Options {
                         rtol: 1e-8,
                         atol: 1e-10,
-                        s_end: 10.0,
+                        end: Time::Slow(10.0),
                         max_steps,
                         ..Default::default()
                     },
@@ -586,7 +586,7 @@ pub fn bench_limits(mut progress: impl FnMut(&str)) -> Result<Vec<LimitRow>> {
                 &Options {
                     rtol: 1e-8,
                     atol: 1e-10,
-                    s_end: 10.0,
+                    end: Time::Slow(10.0),
                     max_steps,
                     ..Default::default()
                 },

@@ -61,7 +61,12 @@ impl Cli {
         if self.committed {
             let figures = PathBuf::from("docs/figures");
             let md = PathBuf::from("BENCHMARKS.md");
-            (md, PathBuf::from("benchmarks.json"), figures.clone(), figures)
+            (
+                md,
+                PathBuf::from("benchmarks.json"),
+                figures.clone(),
+                figures,
+            )
         } else {
             let o = &self.out;
             (

@@ -16,7 +16,7 @@ fn factorise_and_solve(a: &Mat<f64>, rhs: &mut [f64]) -> bool {
     f.is_cholesky()
 }
 use grokflow_engine::{
-    integrate, GradientFlow, LinearSolver, Method, Options, StopReason, TimeScale,
+    integrate, GradientFlow, LinearSolver, Method, Options, StopReason, Time, TimeScale,
 };
 use grokflow_systems::data::{gaussian_vec, rng};
 use serde::{Deserialize, Serialize};
@@ -224,7 +224,7 @@ pub fn large_d(
             let opts = Options {
                 rtol: 1e-8,
                 atol: 1e-10,
-                s_end: 10.0,
+                end: Time::Slow(10.0),
                 max_steps: 100_000,
                 linear_solver: ls,
                 max_order: None,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
     integrate, Control, GradientFlow, LinearSolver, Method, Observer, Options, StepView,
-    StopReason, TimeScale,
+    StopReason, Time, TimeScale,
 };
 use grokflow_systems::System;
 use serde::{Deserialize, Serialize};
@@ -214,7 +214,7 @@ fn grokflow_point(
     let opts = Options {
         rtol,
         atol: rtol * 1e-2,
-        s_end: cfg.tau_end,
+        end: Time::Slow(cfg.tau_end),
         max_steps: 2_000_000,
         linear_solver,
         max_order: None,
@@ -300,13 +300,13 @@ fn gd_point(
         note,
     };
     let flow = GradientFlow::regularised(system, lambda, TimeScale::Slow)?;
-    // Gradient descent up to slow time `s_end`, and its wall time.
-    let descend = |s_end: f64| -> Result<(grokflow_engine::Outcome, f64)> {
+    // Gradient descent up to slow time `tau_end`, and its wall time.
+    let descend = |tau_end: f64| -> Result<(grokflow_engine::Outcome, f64)> {
         let started = Instant::now();
         let opts = Options {
             rtol: 1e-8,
             atol: 1e-10,
-            s_end,
+            end: Time::Slow(tau_end),
             max_steps: usize::MAX,
             ..Default::default()
         };

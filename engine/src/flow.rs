@@ -30,6 +30,16 @@ pub fn rounding_floor(lambda: f64) -> f64 {
     0.1 * f64::EPSILON / lambda
 }
 
+/// A time on one of the two clocks, saying which.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Time {
+    /// Fast time t.
+    Fast(f64),
+    /// Slow time τ = λt.
+    Slow(f64),
+}
+
 /// How a clock s relates to fast time t and slow time τ = λt: s = t (fast) or s = τ (slow).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Clock {
@@ -61,6 +71,15 @@ impl Clock {
         match self.scale {
             TimeScale::Fast => self.lambda * s,
             TimeScale::Slow => s,
+        }
+    }
+
+    /// Clock value s of `time`.
+    pub fn value_of(&self, time: Time) -> f64 {
+        match (time, self.scale) {
+            (Time::Fast(t), _) => self.at_fast_time(t),
+            (Time::Slow(tau), TimeScale::Slow) => tau,
+            (Time::Slow(tau), TimeScale::Fast) => tau / self.lambda,
         }
     }
 

@@ -6,7 +6,7 @@ use crate::method::{Method, Options};
 use crate::steppers::{diffsol, Bdf, GradientDescent};
 use crate::stepping::{drive, Limits, Observer, Outcome};
 
-/// Integrates `flow` from `theta0` to `opts.s_end` (in the flow's clock) with `method`,
+/// Integrates `flow` from `theta0` until `opts.end` with `method`,
 /// calling the observers at the start, after every accepted step and at the end.
 ///
 /// Errors are returned only when the run cannot start (bad options, wrong length of θ₀);
@@ -31,8 +31,15 @@ pub fn integrate(
             "θ₀ has a non-finite entry".into(),
         ));
     }
+    let s_end = flow.timing().value_of(opts.end);
+    if !(s_end.is_finite() && s_end > 0.0) {
+        return Err(EngineError::InvalidInput(format!(
+            "the end {:?} is not a positive finite time of this flow's clock",
+            opts.end
+        )));
+    }
     let limits = Limits {
-        s_end: opts.s_end,
+        s_end,
         stops: Vec::new(),
         max_steps: opts.max_steps,
     };
@@ -43,6 +50,6 @@ pub fn integrate(
             observers,
         ),
         Method::Bdf => drive(&mut Bdf::new(flow, theta0, opts)?, &limits, observers),
-        _ => return diffsol::integrate(flow, theta0, method, opts, observers),
+        _ => return diffsol::integrate(flow, theta0, method, opts, s_end, observers),
     })
 }

@@ -25,7 +25,7 @@ pub mod stepping;
 pub use autodiff::{Derived, DerivedScalar, ResidualModel, Scalar, ScalarModel};
 pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
-pub use flow::{rounding_floor, Clock, GradientFlow, TimeScale};
+pub use flow::{rounding_floor, Clock, GradientFlow, Time, TimeScale};
 pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
 pub use integrate::integrate;
 pub use limiting::{

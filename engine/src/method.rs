@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
+use crate::flow::Time;
 
 /// How a flow is integrated.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -163,8 +164,8 @@ pub struct Options {
     pub rtol: f64,
     /// Absolute tolerance of the adaptive methods.
     pub atol: f64,
-    /// Final value of the flow's clock s (t in fast time, τ in slow time).
-    pub s_end: f64,
+    /// When the run ends, in fast or slow time (whatever the flow's clock).
+    pub end: Time,
     /// The run stops with [`crate::StopReason::MaxSteps`] after this many steps.
     pub max_steps: usize,
     /// The linear solver of grokflow's BDF (the other implicit methods are dense only).
@@ -190,7 +191,8 @@ impl Options {
         };
         positive("rtol", self.rtol)?;
         positive("atol", self.atol)?;
-        positive("the end time", self.s_end)?;
+        let (Time::Fast(end) | Time::Slow(end)) = self.end;
+        positive("the end time", end)?;
         if matches!(
             self.linear_solver,
             LinearSolver::MatrixFree | LinearSolver::Structured
@@ -233,7 +235,7 @@ impl Default for Options {
         Self {
             rtol: 1e-8,
             atol: 1e-10,
-            s_end: 10.0,
+            end: Time::Slow(10.0),
             max_steps: 1_000_000,
             linear_solver: LinearSolver::Auto,
             max_order: None,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::flow::GradientFlow;
+use crate::flow::{GradientFlow, Time};
 use crate::integrate::integrate;
 use crate::la::norm;
 use crate::loss::Loss;
@@ -97,7 +97,7 @@ pub fn phi(
     let run_opts = Options {
         rtol: opts.rtol,
         atol: opts.atol,
-        s_end: opts.t_max,
+        end: Time::Fast(opts.t_max),
         max_steps: opts.max_steps,
         linear_solver: opts.linear_solver,
         max_order: opts.max_order,

@@ -9,7 +9,7 @@ use grokflow_engine::la::{distance, MatMut};
 use grokflow_engine::{
     check_derivatives, grokking_times, integrate, log_time_grid, phi, BlowUpGuard, Control,
     GradientFlow, LinearSolver, Loss, Method, Observer, Options, PhiOptions, Recorder, Sample,
-    StepView, StopReason, TimeScale, Trajectory,
+    StepView, StopReason, Time, TimeScale, Trajectory,
 };
 
 fn quadratic() -> Quadratic {
@@ -21,11 +21,11 @@ fn quadratic() -> Quadratic {
 }
 const THETA0: [f64; 5] = [0.3, 1.0, -1.0, 2.0, -3.0];
 
-fn opts(rtol: f64, s_end: f64) -> Options {
+fn opts(rtol: f64, end: Time) -> Options {
     Options {
         rtol,
         atol: rtol * 1e-2,
-        s_end,
+        end,
         max_steps: 100_000,
         ..Default::default()
     }
@@ -46,7 +46,7 @@ fn every_implicit_method_follows_the_exact_flow_in_both_clocks() {
                 &flow,
                 &THETA0,
                 method,
-                &opts(1e-9, flow.clock(t_end)),
+                &opts(1e-9, Time::Fast(t_end)),
                 &mut [],
             )
             .unwrap();
@@ -80,7 +80,7 @@ fn matrix_free_bdf_follows_the_exact_flow_without_residuals() {
             let o = Options {
                 linear_solver,
                 max_order: Some(5),
-                ..opts(1e-9, flow.clock(t_end))
+                ..opts(1e-9, Time::Fast(t_end))
             };
             integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap()
         };
@@ -107,7 +107,7 @@ fn matrix_free_bdf_handles_indefinite_newton_matrices() {
     let flow = GradientFlow::unregularised(&f);
     let o = Options {
         linear_solver: LinearSolver::MatrixFree,
-        ..opts(1e-10, 300.0)
+        ..opts(1e-10, Time::Fast(300.0))
     };
     let out = integrate(&flow, &[0.0, 1.0], Method::Bdf, &o, &mut []).unwrap();
     assert_eq!(out.stop, StopReason::Finished);
@@ -129,7 +129,7 @@ fn a_declared_convex_quadratic_converges_on_its_contraction_bound() {
                 let flow = GradientFlow::regularised(loss, lambda, TimeScale::Slow).unwrap();
                 let o = Options {
                     linear_solver,
-                    ..opts(1e-9, 5.0)
+                    ..opts(1e-9, Time::Slow(5.0))
                 };
                 integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap()
             };
@@ -179,7 +179,13 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
     // the declaration first and says what is wrong.
     let run = |loss: &dyn Loss, theta0: &[f64]| {
         let flow = GradientFlow::regularised(loss, 1e-3, TimeScale::Slow).unwrap();
-        integrate(&flow, theta0, Method::Bdf, &opts(1e-8, 1.0), &mut [])
+        integrate(
+            &flow,
+            theta0,
+            Method::Bdf,
+            &opts(1e-8, Time::Slow(1.0)),
+            &mut [],
+        )
     };
     let moving = run(&DeclaredConvexQuadratic(DoubleWell), &[0.5]).unwrap_err();
     assert!(
@@ -224,7 +230,7 @@ fn a_wrong_convex_quadratic_declaration_is_refused_before_the_run() {
     assert_eq!(fine.stop, StopReason::Finished);
     let mf = Options {
         linear_solver: LinearSolver::MatrixFree,
-        ..opts(1e-8, 1e-3)
+        ..opts(1e-8, Time::Slow(1e-3))
     };
     let declared = DeclaredConvexQuadratic(Tampered(quadratic(), nan_outside_half_ball));
     let flow_nan = GradientFlow::regularised(&declared, 1e-3, TimeScale::Slow).unwrap();
@@ -281,7 +287,14 @@ fn nan_outside_half_ball(th: &[f64], g: &mut [f64]) {
 fn explicit_method_is_accurate_where_it_is_affordable() {
     let q = quadratic();
     let flow = GradientFlow::regularised(&q, 0.1, TimeScale::Fast).unwrap();
-    let out = integrate(&flow, &THETA0, Method::Tsit45, &opts(1e-9, 20.0), &mut []).unwrap();
+    let out = integrate(
+        &flow,
+        &THETA0,
+        Method::Tsit45,
+        &opts(1e-9, Time::Fast(20.0)),
+        &mut [],
+    )
+    .unwrap();
     assert_eq!(out.stop, StopReason::Finished);
     assert!(distance(&out.theta_final, &q.exact(&THETA0, 0.1, 20.0)) < 1e-6);
 }
@@ -292,8 +305,22 @@ fn fast_and_slow_clocks_give_the_same_state() {
     let lambda = 1e-3;
     let fast = GradientFlow::regularised(&q, lambda, TimeScale::Fast).unwrap();
     let slow = GradientFlow::regularised(&q, lambda, TimeScale::Slow).unwrap();
-    let a = integrate(&fast, &THETA0, Method::Bdf, &opts(1e-10, 3000.0), &mut []).unwrap();
-    let b = integrate(&slow, &THETA0, Method::Bdf, &opts(1e-10, 3.0), &mut []).unwrap();
+    let a = integrate(
+        &fast,
+        &THETA0,
+        Method::Bdf,
+        &opts(1e-10, Time::Fast(3000.0)),
+        &mut [],
+    )
+    .unwrap();
+    let b = integrate(
+        &slow,
+        &THETA0,
+        Method::Bdf,
+        &opts(1e-10, Time::Slow(3.0)),
+        &mut [],
+    )
+    .unwrap();
     assert!(distance(&a.theta_final, &b.theta_final) < 1e-7);
     assert!((slow.fast_time(b.s_final) - 3000.0).abs() < 1e-9);
 }
@@ -308,7 +335,7 @@ fn gradient_descent_matches_its_discrete_solution() {
         &flow,
         &THETA0,
         Method::GradientDescent { lr },
-        &opts(1e-8, lr * k as f64),
+        &opts(1e-8, Time::Fast(lr * k as f64)),
         &mut [],
     )
     .unwrap();
@@ -331,7 +358,7 @@ fn gradient_descent_in_slow_time_ends_exactly_at_the_end() {
         &flow,
         &THETA0,
         Method::GradientDescent { lr: 0.03 },
-        &opts(1e-8, 0.1),
+        &opts(1e-8, Time::Slow(0.1)),
         &mut [],
     )
     .unwrap();
@@ -349,7 +376,7 @@ fn unstable_gradient_descent_is_stopped_by_the_guard() {
         &flow,
         &THETA0,
         Method::GradientDescent { lr: 0.1 },
-        &opts(1e-8, 100.0),
+        &opts(1e-8, Time::Fast(100.0)),
         &mut [&mut guard],
     )
     .unwrap();
@@ -368,7 +395,14 @@ fn indefinite_newton_matrices_fall_back_to_lu_and_stay_accurate() {
     let f = SaddlePlusDecay;
     let flow = GradientFlow::unregularised(&f);
     let theta0 = [0.0, 1.0];
-    let out = integrate(&flow, &theta0, Method::Bdf, &opts(1e-10, 300.0), &mut []).unwrap();
+    let out = integrate(
+        &flow,
+        &theta0,
+        Method::Bdf,
+        &opts(1e-10, Time::Fast(300.0)),
+        &mut [],
+    )
+    .unwrap();
     assert_eq!(out.theta_final[0], 0.0);
     let exact_y = (-300.0f64).exp();
     assert!(
@@ -393,7 +427,14 @@ fn the_double_well_flow_leaves_the_saddle_as_its_closed_form_says() {
     let dw = DoubleWell;
     let flow = GradientFlow::unregularised(&dw);
     let theta0 = [1e-3];
-    let out = integrate(&flow, &theta0, Method::Bdf, &opts(1e-10, 12.0), &mut []).unwrap();
+    let out = integrate(
+        &flow,
+        &theta0,
+        Method::Bdf,
+        &opts(1e-10, Time::Fast(12.0)),
+        &mut [],
+    )
+    .unwrap();
     let exact = DoubleWell::exact(theta0[0], 12.0);
     assert!(
         (out.theta_final[0] - exact).abs() < 1e-7,
@@ -436,7 +477,7 @@ fn recorder_samples_the_grid_from_dense_output() {
         &flow,
         &THETA0,
         Method::Esdirk34,
-        &opts(1e-10, 5.0),
+        &opts(1e-10, Time::Slow(5.0)),
         &mut [&mut rec],
     )
     .unwrap();
@@ -488,7 +529,7 @@ fn an_observer_stop_ends_the_run_and_keeps_the_record() {
         &flow,
         &THETA0,
         Method::Bdf,
-        &opts(1e-8, 10.0),
+        &opts(1e-8, Time::Slow(10.0)),
         &mut [&mut rec, &mut StopAfter(25)],
     )
     .unwrap();
@@ -506,7 +547,7 @@ fn max_steps_is_a_stop_reason_not_an_error() {
     let flow = GradientFlow::regularised(&q, 1e-4, TimeScale::Slow).unwrap();
     let o = Options {
         max_steps: 10,
-        ..opts(1e-8, 10.0)
+        ..opts(1e-8, Time::Slow(10.0))
     };
     let out = integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap();
     assert_eq!(out.stop, StopReason::MaxSteps { steps: 10 });
@@ -519,26 +560,40 @@ fn bad_inputs_are_errors_before_the_run() {
     assert!(GradientFlow::regularised(&q, f64::NAN, TimeScale::Slow).is_err());
     assert!(GradientFlow::regularised(&q, -1.0, TimeScale::Fast).is_err());
     let flow = GradientFlow::regularised(&q, 1e-2, TimeScale::Slow).unwrap();
-    assert!(integrate(&flow, &THETA0[..3], Method::Bdf, &opts(1e-8, 1.0), &mut []).is_err());
+    assert!(integrate(
+        &flow,
+        &THETA0[..3],
+        Method::Bdf,
+        &opts(1e-8, Time::Slow(1.0)),
+        &mut []
+    )
+    .is_err());
     assert!(integrate(
         &flow,
         &[f64::NAN; 5],
         Method::Bdf,
-        &opts(1e-8, 1.0),
+        &opts(1e-8, Time::Slow(1.0)),
         &mut []
     )
     .is_err());
-    assert!(integrate(&flow, &THETA0, Method::Bdf, &opts(0.0, 1.0), &mut []).is_err());
+    assert!(integrate(
+        &flow,
+        &THETA0,
+        Method::Bdf,
+        &opts(0.0, Time::Slow(1.0)),
+        &mut []
+    )
+    .is_err());
     let free = Options {
         linear_solver: LinearSolver::MatrixFree,
-        ..opts(1e-8, 1.0)
+        ..opts(1e-8, Time::Slow(1.0))
     };
     let err = integrate(&flow, &THETA0, Method::Esdirk34, &free, &mut []).unwrap_err();
     assert!(err.to_string().contains("matrix-free"), "{err}");
     // The quadratic has no residuals, so no block curvature for the structured solve.
     let structured = Options {
         linear_solver: LinearSolver::Structured,
-        ..opts(1e-8, 1.0)
+        ..opts(1e-8, Time::Slow(1.0))
     };
     let err = integrate(&flow, &THETA0, Method::Bdf, &structured, &mut []).unwrap_err();
     assert!(
@@ -550,7 +605,7 @@ fn bad_inputs_are_errors_before_the_run() {
         &flow,
         &THETA0,
         Method::GradientDescent { lr: -1.0 },
-        &opts(1e-8, 1.0),
+        &opts(1e-8, Time::Slow(1.0)),
         &mut []
     )
     .is_err());
@@ -561,7 +616,7 @@ fn bad_inputs_are_errors_before_the_run() {
     ] {
         let o = Options {
             max_order: Some(q),
-            ..opts(1e-8, 1.0)
+            ..opts(1e-8, Time::Slow(1.0))
         };
         let err = integrate(&flow, &THETA0, method, &o, &mut []).unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
@@ -583,7 +638,7 @@ fn order_six_takes_fewer_steps_than_order_five_within_the_tolerance() {
             let o = Options {
                 max_order,
                 linear_solver: LinearSolver::Dense,
-                ..opts(1e-9, flow.clock(t_end))
+                ..opts(1e-9, Time::Fast(t_end))
             };
             let out = integrate(&flow, &THETA0, Method::Bdf, &o, &mut []).unwrap();
             assert_eq!(out.stop, StopReason::Finished);
@@ -610,7 +665,7 @@ fn order_six_takes_fewer_steps_than_order_five_within_the_tolerance() {
             let o = Options {
                 max_order,
                 linear_solver: LinearSolver::MatrixFree,
-                ..opts(1e-9, flow.clock(t_end))
+                ..opts(1e-9, Time::Fast(t_end))
             };
             integrate(&flow, &THETA0, Method::Bdf, &o, &mut [])
                 .unwrap()

@@ -64,7 +64,7 @@ pub fn human_summary(s: &RunSummary, files: &[PathBuf], dir: &Path) -> String {
     if let Some(l) = &s.limiting_flow {
         out += &format!(
             "  limiting   θ_M at τ = {:.4}: ‖θ‖ {:.4}, test {}, KKT residual {:.2e}, max drift {:.2e}; max ‖θ_λ − θ_M‖ over τ ≥ {} = {}{}\n",
-            l.tau_end,
+            l.tau_stopped,
             l.norm,
             fmt_opt(l.test_loss),
             l.kkt_residual,

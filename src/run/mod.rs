@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use grokflow_engine::{
     grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, LimitingResult,
-    LinearSolver, Method, Options, PhiOptions, Recorder, TimeScale, Trajectory, FIT_RATIO,
+    LinearSolver, Method, Options, PhiOptions, Recorder, Time, TimeScale, Trajectory, FIT_RATIO,
 };
 use grokflow_systems::System;
 
@@ -132,7 +132,7 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
-        s_end: cfg.t_end,
+        end: Time::Fast(cfg.t_end),
         max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
         max_order: cfg.max_order,
@@ -227,7 +227,7 @@ pub fn run_system(
     let opts = Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
-        s_end: flow.clock(cfg.t_end),
+        end: Time::Fast(cfg.t_end),
         max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
         max_order: cfg.max_order,
@@ -262,12 +262,11 @@ pub fn run_system(
                 rtol: lc.rtol,
                 ..grokflow_engine::LimitingOptions::default()
             };
-            let g0 = grokflow_engine::la::norm(&system.gradient(theta_init));
             let problem = grokflow_engine::LimitingProblem {
                 loss: system,
                 observables: system,
                 start: &p.theta,
-                grad_scale: g0,
+                theta_init,
                 taus: &taus,
                 lambda: cfg.lambda,
             };
@@ -382,11 +381,11 @@ fn limiting_summary(
         }
     }
     LimitingSummary {
-        norm: grokflow_engine::la::norm(&res.theta_end),
-        test_loss: system.test_loss(&res.theta_end),
+        norm: grokflow_engine::la::norm(&res.theta_stopped),
+        test_loss: system.test_loss(&res.theta_stopped),
         max_drift: res.max_drift,
         kkt_residual: res.kkt_residual,
-        tau_end: res.tau_end,
+        tau_stopped: res.tau_stopped,
         max_distance,
         tau0,
         max_distance_from_zero: from_zero,

@@ -22,10 +22,19 @@ fn check(system: &dyn System, label: &str) {
             rep.asymmetry < 1e-12,
             "{label} point {k}: asymmetry {rep:?}"
         );
+        // The product against differences of the gradient (the report), and against the
+        // Hessian times v exactly.
         assert!(
-            rep.hvp < 1e-10,
+            rep.hvp < 1e-6,
             "{label} point {k}: Hessian-vector product {rep:?}"
         );
+        let v: Vec<f64> = (0..system.dim()).map(|i| (i as f64 * 0.37).sin()).collect();
+        let (mut hv, mut dense) = (vec![0.0; v.len()], vec![0.0; v.len()]);
+        system.hvp_into(theta, &v, &mut hv);
+        grokflow_engine::la::matvec_into(system.hessian(theta).as_ref(), &v, &mut dense);
+        let exact = grokflow_engine::la::distance(&hv, &dense) / grokflow_engine::la::norm(&dense);
+        assert!(exact < 1e-10, "{label} point {k}: H·v off by {exact:e}");
+        assert!(rep.passed, "{label} point {k}: {:?}", rep.failures());
     }
 }
 
@@ -344,4 +353,159 @@ fn the_shared_block_gram_matrix_is_the_one_through_the_jacobian() {
     })
     .unwrap();
     assert!(check_shared_gram(&rect, "matrix-completion 5×8"));
+}
+
+/// A system whose residual structure is altered in one way, to show the check catches it.
+struct Altered {
+    inner: Box<dyn System>,
+    how: Alteration,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Alteration {
+    /// The curvature blocks multiplied by this.
+    Blocks(f64),
+    /// J·v scaled by 1.01.
+    Jvp,
+    /// Jᵀu with one entry dropped.
+    Vjp,
+    /// The first two groups merged into one (the partition stays valid).
+    MergedGroups,
+    /// The first group split into single parameters (its curvature couples them).
+    SplitGroup,
+}
+
+impl grokflow_engine::Loss for Altered {
+    fn name(&self) -> &str {
+        "altered"
+    }
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn value(&self, t: &[f64]) -> f64 {
+        self.inner.value(t)
+    }
+    fn gradient_into(&self, t: &[f64], g: &mut [f64]) {
+        self.inner.gradient_into(t, g);
+    }
+    fn hessian_into(&self, t: &[f64], h: grokflow_engine::la::MatMut<'_, f64>) {
+        self.inner.hessian_into(t, h);
+    }
+    fn residuals(&self) -> Option<&dyn grokflow_engine::Residuals> {
+        Some(self)
+    }
+}
+
+impl grokflow_engine::Residuals for Altered {
+    fn count(&self) -> usize {
+        self.inner.residuals().unwrap().count()
+    }
+    fn scale(&self) -> f64 {
+        self.inner.residuals().unwrap().scale()
+    }
+    fn residuals_into(&self, t: &[f64], r: &mut [f64]) {
+        self.inner.residuals().unwrap().residuals_into(t, r);
+    }
+    fn jacobian_into(&self, t: &[f64], j: grokflow_engine::la::MatMut<'_, f64>) {
+        self.inner.residuals().unwrap().jacobian_into(t, j);
+    }
+    fn jvp_into(&self, t: &[f64], v: &[f64], out: &mut [f64]) {
+        self.inner.residuals().unwrap().jvp_into(t, v, out);
+        if matches!(self.how, Alteration::Jvp) {
+            out.iter_mut().for_each(|x| *x *= 1.01);
+        }
+    }
+    fn vjp_into(&self, t: &[f64], u: &[f64], out: &mut [f64]) {
+        self.inner.residuals().unwrap().vjp_into(t, u, out);
+        if matches!(self.how, Alteration::Vjp) {
+            out[0] = 0.0;
+        }
+    }
+    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
+        let mut g = self.inner.residuals().unwrap().curvature_groups()?;
+        match self.how {
+            Alteration::MergedGroups => {
+                let second = g.remove(1);
+                g[0].extend(second);
+            }
+            Alteration::SplitGroup => {
+                let first = g.remove(0);
+                for p in first.into_iter().rev() {
+                    g.insert(0, vec![p]);
+                }
+            }
+            _ => {}
+        }
+        Some(g)
+    }
+    fn curvature_blocks_into(&self, t: &[f64], out: &mut [f64]) {
+        match self.how {
+            Alteration::MergedGroups | Alteration::SplitGroup => {
+                // The groups' blocks from the Hessian's own entries: exact, so that
+                // only the partition claim (zero curvature between the old groups) is wrong
+                // where it is wrong.
+                let res = self.inner.residuals().unwrap();
+                let groups = self.curvature_groups().unwrap();
+                let (m, d) = (res.count(), self.inner.dim());
+                let mut jac = grokflow_engine::la::DMat::zeros(m, d);
+                res.jacobian_into(t, jac.as_mut());
+                let h = self.inner.hessian(t);
+                let jtj = jac.transpose() * &jac;
+                let mut o = 0;
+                for g in &groups {
+                    for &a in g {
+                        for &b in g {
+                            out[o] = h[(a, b)] - jtj[(a, b)] / res.scale();
+                            o += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                self.inner
+                    .residuals()
+                    .unwrap()
+                    .curvature_blocks_into(t, out);
+                if let Alteration::Blocks(f) = self.how {
+                    out.iter_mut().for_each(|x| *x *= f);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_check_catches_wrong_residual_structure() {
+    // The two-layer network (non-zero residual curvature across its neuron blocks).
+    let spec = registry().into_iter().find(|s| s.name == "relu").unwrap();
+    let at = |how| {
+        let a = Altered {
+            inner: (spec.cheap)(7).unwrap(),
+            how,
+        };
+        let theta = a.inner.theta_init().to_vec();
+        let rep = check_derivatives(&a, &theta, 1e-6);
+        (rep.passed, rep.failures())
+    };
+    for how in [
+        Alteration::Blocks(0.0),
+        Alteration::Blocks(-1.0),
+        Alteration::Blocks(5.0),
+        Alteration::Jvp,
+        Alteration::Vjp,
+    ] {
+        let (passed, failures) = at(how);
+        assert!(!passed, "{how:?} passed the check");
+        eprintln!("{how:?}: {failures:?}");
+    }
+    // A split group claims a block structure the curvature does not have.
+    let (passed, failures) = at(Alteration::SplitGroup);
+    assert!(
+        !passed && failures[0].contains("outside the curvature groups"),
+        "{failures:?}"
+    );
+    // Merged groups are a true (coarser) block structure: the check accepts it.
+    assert!(at(Alteration::MergedGroups).0);
+    // Blocks multiplied by one are the truth.
+    assert!(at(Alteration::Blocks(1.0)).0);
 }

@@ -3,7 +3,7 @@
 //! derived loss against the hand-written one.
 
 use grokflow_engine::la::{distance, matvec_into, norm, DMat};
-use grokflow_engine::{integrate, GradientFlow, Method, Options, StopReason, TimeScale};
+use grokflow_engine::{integrate, GradientFlow, Method, Options, StopReason, Time, TimeScale};
 use grokflow_systems::data::{gaussian_vec, rng};
 use grokflow_systems::{registry, System};
 
@@ -89,7 +89,7 @@ fn run(system: &dyn System, lambda: f64) -> (Vec<f64>, usize) {
     let opts = Options {
         rtol: 1e-10,
         atol: 1e-12,
-        s_end: 3.0,
+        end: Time::Slow(3.0),
         ..Options::default()
     };
     let out = integrate(&flow, system.theta_init(), Method::Bdf, &opts, &mut []).unwrap();

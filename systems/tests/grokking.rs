@@ -6,7 +6,7 @@
 
 use grokflow_engine::{
     integrate, log_time_grid, phi, GradientFlow, Method, Options, PhiOptions, Recorder, StopReason,
-    TimeScale,
+    Time, TimeScale,
 };
 use grokflow_systems::{registry, System};
 
@@ -26,7 +26,7 @@ fn run(system: &dyn System, lambda: f64) -> Outcome {
     let opts = Options {
         rtol: 1e-8,
         atol: 1e-10,
-        s_end: 10.0,
+        end: Time::Slow(10.0),
         max_steps: 100_000,
         ..Default::default()
     };

@@ -5,7 +5,7 @@
 use grokflow_engine::la::{distance, norm, MatMut};
 use grokflow_engine::{
     integrate, limiting_flow, phi, GradientFlow, LimitingOptions, LimitingProblem, Loss, Method,
-    NoObservables, Observables, Options, PhiOptions, StopReason, TimeScale,
+    NoObservables, Observables, Options, PhiOptions, StopReason, Time, TimeScale,
 };
 use grokflow_systems::diagonal::{DiagonalNetwork, DiagonalParams};
 use grokflow_systems::linear::{LinearParams, LinearRegression};
@@ -16,14 +16,14 @@ fn problem<'a>(
     loss: &'a dyn Loss,
     observables: &'a dyn Observables,
     start: &'a [f64],
-    grad_scale: f64,
+    theta_init: &'a [f64],
     taus: &'a [f64],
 ) -> LimitingProblem<'a> {
     LimitingProblem {
         loss,
         observables,
         start,
-        grad_scale,
+        theta_init,
         taus,
         lambda: 1.0,
     }
@@ -38,12 +38,16 @@ fn linear_regression_limiting_flow_is_the_closed_form() {
     let lr = LinearRegression::generate(&LinearParams::default()).unwrap();
     let truth = lr.truth().unwrap();
     let start = truth.phi(lr.theta_init());
-    let g0 = norm(&lr.gradient(lr.theta_init()));
     let opts = LimitingOptions {
         rtol: 1e-11,
         ..LimitingOptions::default()
     };
-    let res = limiting_flow(&problem(&lr, &lr, &start, g0, &taus()), &opts, &mut []).unwrap();
+    let res = limiting_flow(
+        &problem(&lr, &lr, &start, lr.theta_init(), &taus()),
+        &opts,
+        &mut [],
+    )
+    .unwrap();
     assert_eq!(res.stop, StopReason::Finished, "{}", res.stop.describe());
     assert_eq!(res.trajectory.samples.len(), taus().len());
     let mut worst = 0.0f64;
@@ -67,11 +71,10 @@ fn linear_regression_limiting_flow_is_the_closed_form() {
 
 fn check_nonlinear(system: &dyn System, label: &str, lambda: f64) {
     let theta0 = system.theta_init();
-    let g0 = norm(&system.gradient(theta0));
     let start = phi(system, theta0, &PhiOptions::default(), &mut []).unwrap();
     let opts = LimitingOptions::default();
     let taus = taus();
-    let problem = problem(system, system, &start.theta, g0, &taus);
+    let problem = problem(system, system, &start.theta, theta0, &taus);
     let res = limiting_flow(&problem, &opts, &mut []).unwrap();
     eprintln!(
         "{label}: {} drift {:.2e}, kkt {:.2e}, min μ {:.2e}, min gap {:.2e}, limit at τ = {:?}, {:?}",
@@ -119,7 +122,7 @@ fn check_nonlinear(system: &dyn System, label: &str, lambda: f64) {
         &Options {
             rtol: 1e-9,
             atol: 1e-11,
-            s_end: res.tau_limit.unwrap().max(10.0) + 10.0,
+            end: Time::Slow(res.tau_limit.unwrap().max(10.0) + 10.0),
             max_steps: 100_000,
             ..Default::default()
         },
@@ -198,13 +201,8 @@ fn the_flow_stops_at_a_singular_point_and_says_so() {
         tau_end: 40.0,
         ..LimitingOptions::default()
     };
-    let problem = problem(
-        &Cross,
-        &NoObservables,
-        &[1.0, 0.0, 0.0],
-        1.0,
-        &[0.0, 1.0, 5.0],
-    );
+    let start = [1.0, 0.0, 0.0];
+    let problem = problem(&Cross, &NoObservables, &start, &start, &[0.0, 1.0, 5.0]);
     let res = limiting_flow(&problem, &opts, &mut []).unwrap();
     eprintln!("{} {:?}", res.stop.describe(), res.warnings);
     match res.stop {

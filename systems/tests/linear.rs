@@ -4,7 +4,7 @@
 use grokflow_engine::la::distance;
 use grokflow_engine::{
     check_derivatives, integrate, log_time_grid, phi, GradientFlow, LinearSolver, Loss, Method,
-    Options, PhiOptions, Recorder, StopReason, TimeScale,
+    Options, PhiOptions, Recorder, StopReason, Time, TimeScale,
 };
 use grokflow_systems::linear::{LinearParams, LinearRegression};
 
@@ -38,7 +38,7 @@ fn slow_time_error(lr: &LinearRegression, lambda: f64, method: Method, rtol: f64
     let opts = Options {
         rtol,
         atol: rtol * 1e-2,
-        s_end: tau_end,
+        end: Time::Slow(tau_end),
         max_steps: 100_000,
         ..Default::default()
     };
@@ -87,7 +87,7 @@ fn each_structured_bdf_step_attempt_costs_one_gradient() {
             let opts = Options {
                 rtol: 1e-8,
                 atol: 1e-10,
-                s_end: 10.0,
+                end: Time::Slow(10.0),
                 max_steps: 100_000,
                 linear_solver,
                 ..Options::default()
@@ -164,7 +164,7 @@ fn large_tau_state_is_the_min_norm_solution() {
     let opts = Options {
         rtol: 1e-10,
         atol: 1e-12,
-        s_end: tau_end,
+        end: Time::Slow(tau_end),
         max_steps: 100_000,
         ..Default::default()
     };

@@ -4,7 +4,8 @@
 
 use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
-    integrate, GradientFlow, LinearSolver, Loss, Method, Options, Outcome, StopReason, TimeScale,
+    integrate, GradientFlow, LinearSolver, Loss, Method, Options, Outcome, StopReason, Time,
+    TimeScale,
 };
 use grokflow_systems::linear::{LinearParams, LinearRegression};
 use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
@@ -17,7 +18,7 @@ fn run(loss: &dyn Loss, theta0: &[f64], lambda: f64, rtol: f64, ls: LinearSolver
     let opts = Options {
         rtol,
         atol: rtol * 1e-2,
-        s_end: 10.0,
+        end: Time::Slow(10.0),
         max_steps: 100_000,
         linear_solver: ls,
         ..Options::default()
@@ -57,7 +58,7 @@ fn the_preconditioned_matrix_free_solve_goes_to_order_six() {
         let opts = Options {
             rtol: 1e-8,
             atol: 1e-10,
-            s_end: 10.0,
+            end: Time::Slow(10.0),
             max_steps: 100_000,
             linear_solver: LinearSolver::MatrixFree,
             max_order,
@@ -161,7 +162,7 @@ fn auto_goes_matrix_free_on_large_structured_problems_only() {
     let short = Options {
         rtol: 1e-6,
         atol: 1e-8,
-        s_end: 0.01,
+        end: Time::Slow(0.01),
         max_steps: 100_000,
         linear_solver: LinearSolver::Auto,
         ..Options::default()

@@ -4,7 +4,7 @@
 
 use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{
-    integrate, GradientFlow, LinearSolver, Method, Options, Outcome, StopReason, TimeScale,
+    integrate, GradientFlow, LinearSolver, Method, Options, Outcome, StopReason, Time, TimeScale,
 };
 use grokflow_systems::{registry, System};
 
@@ -13,7 +13,7 @@ fn run(system: &dyn System, lambda: f64, ls: LinearSolver) -> Result<Outcome, St
     let opts = Options {
         rtol: 1e-8,
         atol: 1e-10,
-        s_end: 10.0,
+        end: Time::Slow(10.0),
         max_steps: 100_000,
         linear_solver: ls,
         ..Options::default()

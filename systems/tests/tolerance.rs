@@ -9,7 +9,9 @@
 //! error is a small fraction of what the error test allows, not a ten-thousandth of it.
 
 use grokflow_engine::la::{distance, norm};
-use grokflow_engine::{integrate, GradientFlow, Method, Options, Outcome, StopReason, TimeScale};
+use grokflow_engine::{
+    integrate, GradientFlow, Method, Options, Outcome, StopReason, Time, TimeScale,
+};
 use grokflow_systems::{registry, System};
 
 fn run(system: &dyn System, lambda: f64, rtol: f64) -> Outcome {
@@ -17,7 +19,7 @@ fn run(system: &dyn System, lambda: f64, rtol: f64) -> Outcome {
     let opts = Options {
         rtol,
         atol: 1e-2 * rtol,
-        s_end: 10.0,
+        end: Time::Slow(10.0),
         max_steps: 100_000,
         ..Default::default()
     };

@@ -7,7 +7,7 @@ use grokflow_engine::la::{distance, norm, MatMut};
 use grokflow_engine::{
     integrate, kkt_info, limiting_flow, log_time_grid, phi, Control, GradientFlow, LimitingOptions,
     LimitingProblem, Loss, Method, Observer, Options, PhiOptions, Recorder, StepView, StopReason,
-    TimeScale, Trajectory,
+    Time, TimeScale, Trajectory,
 };
 use grokflow_systems::System;
 
@@ -113,7 +113,7 @@ pub(crate) fn tau_grok(curve: &[(f64, f64)], test_phi: f64) -> Option<f64> {
 fn run(
     flow: &GradientFlow<'_>,
     theta0: &[f64],
-    s_end: f64,
+    end: Time,
     rtol: f64,
     atol: f64,
     grid_t: &[f64],
@@ -126,7 +126,7 @@ fn run(
         &Options {
             rtol,
             atol,
-            s_end,
+            end,
             max_steps: 1_000_000,
             ..Default::default()
         },
@@ -166,7 +166,7 @@ pub(crate) fn references(
     let (traj0, _, _) = run(
         &flow0,
         &theta_init,
-        cfg.t_fast,
+        Time::Fast(cfg.t_fast),
         tight,
         cfg.atol / cfg.tight_factor,
         &t_grid,
@@ -179,7 +179,6 @@ pub(crate) fn references(
             .filter(|t| *t > 0.0 && *t < cfg.tau0),
     );
     tau_grid.extend((0..=200).map(|k| cfg.tau0 + (cfg.tau_end - cfg.tau0) * k as f64 / 200.0));
-    let g0 = norm(&system.gradient(&theta_init));
     let lim_opts = LimitingOptions {
         tau_end: cfg.tau_end,
         rtol: cfg.limiting_rtol,
@@ -189,7 +188,7 @@ pub(crate) fn references(
         loss: system,
         observables: system,
         start: &phi.theta,
-        grad_scale: g0,
+        theta_init: &theta_init,
         taus: &tau_grid,
         lambda: 1.0,
     };
@@ -247,7 +246,7 @@ pub(crate) fn run_lambda(
     let (f1, steps_fast, _) = run(
         &fast,
         &refs.theta_init,
-        cfg.t_fast,
+        Time::Fast(cfg.t_fast),
         cfg.rtol,
         cfg.atol,
         &refs.t_grid,
@@ -255,7 +254,7 @@ pub(crate) fn run_lambda(
     let (f1t, _, _) = run(
         &fast,
         &refs.theta_init,
-        cfg.t_fast,
+        Time::Fast(cfg.t_fast),
         tight,
         atol_tight,
         &refs.t_grid,
@@ -270,7 +269,7 @@ pub(crate) fn run_lambda(
     let (s2, steps_slow, theta_end) = run(
         &slow,
         &refs.theta_init,
-        tau_last.max(1e-12),
+        Time::Slow(tau_last.max(1e-12)),
         cfg.rtol,
         cfg.atol,
         &t_grid,
@@ -278,7 +277,7 @@ pub(crate) fn run_lambda(
     let (s2t, _, _) = run(
         &slow,
         &refs.theta_init,
-        tau_last.max(1e-12),
+        Time::Slow(tau_last.max(1e-12)),
         tight,
         atol_tight,
         &t_grid,
@@ -314,7 +313,7 @@ pub(crate) fn run_lambda(
         &Options {
             rtol: tight,
             atol: atol_tight,
-            s_end: 500.0,
+            end: Time::Slow(500.0),
             max_steps: 50_000,
             ..Default::default()
         },

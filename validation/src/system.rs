@@ -93,7 +93,7 @@ pub fn validate_system(
     ));
     // Prop 3 and 4: near the limit, on λ ≪ μ there.
     let w_end = mu_end / cfg.mu_factor;
-    let norm_limit = norm(&lim.theta_end).max(1.0);
+    let norm_limit = norm(&lim.theta_stopped).max(1.0);
     let p3_window: Vec<(f64, f64, f64)> = rows
         .iter()
         .filter(|r| r.lambda <= w_end)

@@ -122,7 +122,11 @@ fn dual_sweep(
     w: impl Fn(usize, Dual64) -> Dual64,
     out: &mut [f64],
 ) {
-    let inputs: Vec<Dual64> = theta.iter().zip(v).map(|(&t, &e)| Dual64::new(t, e)).collect();
+    let inputs: Vec<Dual64> = theta
+        .iter()
+        .zip(v)
+        .map(|(&t, &e)| Dual64::new(t, e))
+        .collect();
     DUAL_SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let (outputs, adj) = &mut *s;
@@ -353,7 +357,11 @@ impl<M: ResidualModel> Residuals for Derived<M> {
 
     /// J·v: one forward pass with dual numbers θ + εv.
     fn jvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
-        let x: Vec<Dual64> = theta.iter().zip(v).map(|(&t, &e)| Dual64::new(t, e)).collect();
+        let x: Vec<Dual64> = theta
+            .iter()
+            .zip(v)
+            .map(|(&t, &e)| Dual64::new(t, e))
+            .collect();
         let mut r = vec![Dual64::from_re(0.0); self.m()];
         self.model.residuals(&x, &mut r);
         for (o, rk) in out.iter_mut().zip(&r) {

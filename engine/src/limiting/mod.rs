@@ -85,10 +85,10 @@ pub struct LimitingResult {
     pub trajectory: Trajectory,
     /// Why it ended.
     pub stop: StopReason,
-    /// θ where it ended.
-    pub theta_end: Vec<f64>,
-    /// Slow time where it ended.
-    pub tau_end: f64,
+    /// θ where the flow stopped (past the recorded τ_end when it went on to find θ_M^∞).
+    pub theta_stopped: Vec<f64>,
+    /// Slow time where it stopped.
+    pub tau_stopped: f64,
     /// θ_M^∞, if the KKT residual fell below its tolerance.
     pub theta_limit: Option<Vec<f64>>,
     /// The slow time at which it did.
@@ -115,8 +115,8 @@ pub struct LimitingProblem<'a> {
     pub observables: &'a dyn Observables,
     /// Where the flow starts: Φ(θ_init) (it is retracted onto M first).
     pub start: &'a [f64],
-    /// ‖∇F(θ_init)‖: the scale of the drift and retraction tolerances.
-    pub grad_scale: f64,
+    /// θ_init: ‖∇F(θ_init)‖ scales the drift and retraction tolerances.
+    pub theta_init: &'a [f64],
     /// The slow times τ at which samples are recorded (ascending, within `tau_end`).
     pub taus: &'a [f64],
     /// λ of the recorded fast times t = τ/λ.
@@ -136,12 +136,18 @@ pub fn limiting_flow(
             "the limiting flow needs a finite start of the loss's dimension".into(),
         ));
     }
+    if problem.theta_init.len() != loss.dim() {
+        return Err(EngineError::InvalidInput(
+            "θ_init has the wrong length for the loss".into(),
+        ));
+    }
     let started = std::time::Instant::now();
-    let scale = problem.grad_scale.max(1.0);
+    let grad_scale = crate::la::norm(&loss.gradient(problem.theta_init));
+    let scale = grad_scale.max(1.0);
     let on = OnManifold::new(
         loss,
         opts.retraction_tol * scale,
-        problem.grad_scale.max(f64::MIN_POSITIVE),
+        grad_scale.max(f64::MIN_POSITIVE),
     );
     let drift_limit = opts.drift_limit * scale;
     let mut theta = problem.start.to_vec();
@@ -160,8 +166,8 @@ pub fn limiting_flow(
                 tau: 0.0,
                 grad_norm: g0,
             },
-            theta_end: theta,
-            tau_end: 0.0,
+            theta_stopped: theta,
+            tau_stopped: 0.0,
             theta_limit: None,
             tau_limit: None,
             max_drift: on.max_drift(),
@@ -211,8 +217,8 @@ pub fn limiting_flow(
     Ok(LimitingResult {
         trajectory: recorder.into_trajectory(),
         stop: outcome.stop,
-        theta_end: outcome.theta_final,
-        tau_end: outcome.s_final,
+        theta_stopped: outcome.theta_final,
+        tau_stopped: outcome.s_final,
         theta_limit,
         tau_limit,
         max_drift: on.max_drift(),

@@ -237,6 +237,7 @@ pub(crate) fn integrate(
     theta0: &[f64],
     method: Method,
     opts: &Options,
+    s_end: f64,
     observers: &mut [&mut dyn Observer],
 ) -> Result<Outcome, EngineError> {
     let eqn = FlowEqn {
@@ -259,7 +260,7 @@ pub(crate) fn integrate(
     let before = FACTORISATIONS.with(|c| c.get());
     let setup = |e: diffsol::error::DiffsolError| EngineError::SolverSetup(e.to_string());
     let limits = Limits {
-        s_end: opts.s_end,
+        s_end,
         stops: Vec::new(),
         max_steps: opts.max_steps,
     };
