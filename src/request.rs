@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use grokflow_engine::Method;
+use grokflow_engine::{Method, Time};
 use grokflow_systems::{load_instance, Settings, System};
 
 use crate::cli::{DerivativesArg, SimulateRequest};
@@ -46,7 +46,7 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
     let cfg = RunConfig {
         lambda: resolved.lambda,
         time: run.time.into(),
-        t_end: resolved.t_end,
+        end: Time::Fast(resolved.t_end),
         method: resolved.method,
         linear_solver: run.linear_solver.into(),
         max_order: run.max_order,
@@ -68,7 +68,7 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
     Ok(cfg)
 }
 
-/// The instance of `req` (see [`instance`]), with derived derivatives if asked.
+/// The instance of `req` (see `instance`), with derived derivatives if asked.
 pub fn build_system(
     req: &SimulateRequest,
     settings: &Settings,

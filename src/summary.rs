@@ -38,6 +38,10 @@ pub struct PhiSummary {
     pub tolerance: f64,
     /// Fast time at which the unregularised flow met it.
     pub t: f64,
+    /// The Morse–Bott constant μ at Φ(θ_init) (the smallest non-zero curvature of F there),
+    /// when it was affordable to measure: the phases separate only for λ ≪ μ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mu: Option<f64>,
     /// Work of the unregularised flow (BDF).
     pub stats: SolverStats,
 }

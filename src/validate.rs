@@ -2,13 +2,16 @@
 //! report (report.md, report.json, two figures per system) written where asked.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use grokflow_plots::render;
+use grokflow_systems::System;
 use grokflow_validation::markdown::report_markdown;
-use grokflow_validation::{instances, validate, ValidationConfig};
+use grokflow_validation::{
+    instances, validate, validate_system, ValidationConfig, ValidationReport,
+};
 
 use crate::output::validation_figures::{collapse_figure, errors_figure};
 use crate::output::{prepare_dir, write_atomic, write_json};
@@ -80,20 +83,7 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         .build()
         .context("setting up the thread pool")?;
     let report = pool.install(|| validate(&systems, &cfg, |s| eprintln!("validate: {s}")))?;
-    let mut figures = HashMap::new();
-    if !args.no_plot {
-        for s in &report.systems {
-            let errors = format!("{}-errors.png", s.system);
-            let collapse = format!("{}-collapse.png", s.system);
-            render(&errors_figure(s), &out.join(&errors)).context("rendering the error figure")?;
-            render(&collapse_figure(s), &out.join(&collapse))
-                .context("rendering the collapse figure")?;
-            figures.insert(s.system.clone(), vec![errors, collapse]);
-        }
-    }
-    let md = report_markdown(&report, |s| figures.get(s).cloned().unwrap_or_default());
-    write_atomic(&out.join("report.md"), md.as_bytes())?;
-    write_json(&out.join("report.json"), &report)?;
+    write_report(&report, &out, !args.no_plot)?;
     let mut text = String::new();
     for s in &report.systems {
         let order = |p: Option<f64>| p.map(|p| format!("{p:.3}")).unwrap_or_else(|| "—".into());
@@ -115,4 +105,45 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         text,
         code: if report.passed { 0 } else { 2 },
     })
+}
+
+/// Writes `report` into `out`: report.md, report.json and, with `plot`, each system's error
+/// and collapse figures.
+pub fn write_report(report: &ValidationReport, out: &Path, plot: bool) -> Result<()> {
+    prepare_dir(out)?;
+    let mut figures = HashMap::new();
+    if plot {
+        for s in &report.systems {
+            let errors = format!("{}-errors.png", s.system);
+            let collapse = format!("{}-collapse.png", s.system);
+            render(&errors_figure(s), &out.join(&errors)).context("rendering the error figure")?;
+            render(&collapse_figure(s), &out.join(&collapse))
+                .context("rendering the collapse figure")?;
+            figures.insert(s.system.clone(), vec![errors, collapse]);
+        }
+    }
+    let md = report_markdown(report, |s| figures.get(s).cloned().unwrap_or_default());
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    write_json(&out.join("report.json"), report)
+}
+
+/// Validates one model (or system) over the λ sweep of `cfg` and writes its report into
+/// `out` (see [`write_report`]).
+pub fn validate_model(
+    model: &dyn System,
+    cfg: &ValidationConfig,
+    out: &Path,
+    plot: bool,
+) -> Result<ValidationReport> {
+    let started = std::time::Instant::now();
+    let one = validate_system(model, cfg)?;
+    let report = ValidationReport {
+        grokflow_version: env!("CARGO_PKG_VERSION").into(),
+        config: cfg.clone(),
+        passed: one.passed,
+        systems: vec![one],
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    write_report(&report, out, plot)?;
+    Ok(report)
 }

@@ -3,6 +3,7 @@
 //! large d and the factorisations. Speed is measured here and written to BENCHMARKS.md,
 //! never asserted in tests.
 
+pub mod derived;
 pub mod methods;
 pub mod report;
 pub mod scaling;

@@ -110,6 +110,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         eprintln!("bench {}: {what}", stamp())
     })?;
     let limits = bench_limits(|what| eprintln!("bench {}: {what}", stamp()))?;
+    let derived_lambdas: &[f64] = if cli.quick {
+        &[1e-4]
+    } else {
+        &[1e-2, 1e-4, 1e-8]
+    };
+    let derived = crate::derived::bench_derived(derived_lambdas, cli.repeats, |what| {
+        eprintln!("bench {}: {what}", stamp())
+    })?;
 
     let mut wp_cfg = if cli.quick {
         workprec::WpConfig::quick()
@@ -153,6 +161,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let mut text = markdown(&cfg, &rows, &machine());
     text += &systems_markdown(&systems);
     text += &limits_markdown(&limits);
+    text += &crate::derived::derived_markdown(&derived);
     text += &workprec::targets_markdown(&points, &wp_cfg, scipy);
     text += &scaling::large_d_markdown(&large);
     text += &scaling::factorisations_markdown(&factor_rows);
@@ -161,7 +170,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     write_json(
         &json_path,
         &serde_json::json!({
-            "config": cfg, "linear": rows, "systems": systems, "limits": limits,
+            "config": cfg, "linear": rows, "systems": systems, "limits": limits, "derived": derived,
             "workprecision": { "config": wp_cfg, "scipy": scipy, "points": points },
             "factorisations": factor_rows, "large_d": large,
         }),

@@ -21,6 +21,10 @@ run diagonal diagonal --lambda 1e-4
 run relu-paper-fig3 relu --preset paper-fig3
 target/release/simulate relu --lambda 1e-3 --sweep sharpness=10,30,100,300,1000 --out runs/gallery-relu-sweep --quiet
 cp runs/gallery-relu-sweep/sweep.png "$out/relu-sweep.png"
+cargo build --release --example tanh_network
+target/release/examples/tanh_network --out runs/gallery-own-loss > /dev/null
+cp runs/gallery-own-loss/trajectory.png "$out/own-loss.png"
+cp runs/gallery-own-loss/function.png "$out/own-loss-function.png"
 # The committed validation report (README, "Validation").
 target/release/validate --out validation/reports/default
 echo "gallery written to $out"

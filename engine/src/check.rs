@@ -132,7 +132,7 @@ fn flat(m: &DMat) -> Vec<f64> {
 /// Checks `loss` at θ with the default tolerances ([`DIFFERENCE_TOLERANCE`],
 /// [`EXACT_TOLERANCE`]). Central differences with step h·max(1, |θᵢ|), h = 10⁻⁵, have error
 /// O(h²) from truncation and O(ε/h) from rounding. `scale` guards the relative errors
-/// against derivatives that vanish at θ. An error for a θ of the wrong length.
+/// against derivatives that vanish at θ. A θ of the wrong length fails the check.
 pub fn check_derivatives(loss: &dyn Loss, theta: &[f64], scale: f64) -> DerivativeReport {
     check_derivatives_with(loss, theta, scale, DIFFERENCE_TOLERANCE)
 }
@@ -145,7 +145,25 @@ pub fn check_derivatives_with(
     tolerance: f64,
 ) -> DerivativeReport {
     let d = loss.dim();
-    assert_eq!(theta.len(), d, "θ has the wrong length for this loss");
+    if theta.len() != d {
+        let wrong = DerivativeCheck {
+            name: format!("θ has {} entries for a loss of dimension {d}", theta.len()),
+            error: f64::INFINITY,
+            tolerance: 0.0,
+            passed: false,
+        };
+        return DerivativeReport {
+            gradient: f64::INFINITY,
+            hessian: f64::INFINITY,
+            asymmetry: f64::INFINITY,
+            hvp: f64::INFINITY,
+            residuals: None,
+            convex_quadratic: None,
+            step: 0.0,
+            checks: vec![wrong],
+            passed: false,
+        };
+    }
     let h = 1e-5;
     let mut c = Checks {
         scale,

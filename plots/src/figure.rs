@@ -199,10 +199,27 @@ fn draw_panel(panel: &Panel, area: &Area<'_>, path: &Path) -> Result<(), PlotErr
             (xr.0..xr.1).log_scale(),
             (yr.0..yr.1).log_scale(),
             yr,
+            xr,
         ),
-        (true, false) => draw_with(panel, area, path, (xr.0..xr.1).log_scale(), yr.0..yr.1, yr),
-        (false, true) => draw_with(panel, area, path, xr.0..xr.1, (yr.0..yr.1).log_scale(), yr),
-        (false, false) => draw_with(panel, area, path, xr.0..xr.1, yr.0..yr.1, yr),
+        (true, false) => draw_with(
+            panel,
+            area,
+            path,
+            (xr.0..xr.1).log_scale(),
+            yr.0..yr.1,
+            yr,
+            xr,
+        ),
+        (false, true) => draw_with(
+            panel,
+            area,
+            path,
+            xr.0..xr.1,
+            (yr.0..yr.1).log_scale(),
+            yr,
+            xr,
+        ),
+        (false, false) => draw_with(panel, area, path, xr.0..xr.1, yr.0..yr.1, yr, xr),
     }
 }
 
@@ -213,6 +230,7 @@ fn draw_with<X, Y>(
     x: X,
     y: Y,
     yr: (f64, f64),
+    xr: (f64, f64),
 ) -> Result<(), PlotError>
 where
     X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
@@ -233,8 +251,8 @@ where
         .y_desc(&panel.y_label)
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 15))
-        .x_label_formatter(&|v| format_tick(*v))
-        .y_label_formatter(&|v| format_tick(*v))
+        .x_label_formatter(&|v| format_tick(snap(*v, panel.log_x, xr)))
+        .y_label_formatter(&|v| format_tick(snap(*v, panel.log_y, yr)))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| draw_err(path, e))?;
@@ -320,6 +338,15 @@ where
             .map_err(|e| draw_err(path, e))?;
     }
     Ok(())
+}
+
+/// A linear axis's tick that is zero up to rounding (−2e-16 between −1 and 1) as 0.
+fn snap(v: f64, log: bool, range: (f64, f64)) -> f64 {
+    if !log && v.abs() <= 1e-9 * (range.1 - range.0).abs() {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// Tick labels: plain for moderate magnitudes, 1e-5 style otherwise.

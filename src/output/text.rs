@@ -51,8 +51,12 @@ pub fn human_summary(s: &RunSummary, files: &[PathBuf], dir: &Path) -> String {
         fmt_opt(g.tau_grok)
     );
     if let (Some(p), Some(fl)) = (s.phi.as_ref().and_then(|p| p.test_loss), f.test_loss) {
-        if s.complete && fl > 0.0 {
-            out += &format!("; test loss fell {:.3}× from Φ(θ_init) to the end", p / fl);
+        if s.complete && fl > 0.0 && p > 0.0 {
+            if p >= fl {
+                out += &format!("; test loss fell {:.3}× from Φ(θ_init) to the end", p / fl);
+            } else {
+                out += &format!("; test loss rose {:.3}× from Φ(θ_init) to the end", fl / p);
+            }
         }
     }
     out.push('\n');

@@ -22,8 +22,8 @@ pub struct RunConfig {
     pub lambda: f64,
     /// Integration clock.
     pub time: TimeScale,
-    /// End of the run in fast time.
-    pub t_end: f64,
+    /// When the run ends, in fast or slow time.
+    pub end: Time,
     /// Integration method.
     pub method: Method,
     /// Linear solver of the BDF.
@@ -84,7 +84,99 @@ pub fn default_out_dir(system: &str, lambda: f64, method: Method) -> PathBuf {
     Path::new("runs").join(format!("{system}-lambda{lambda:e}{suffix}"))
 }
 
+impl Default for RunConfig {
+    /// λ = 1e-4 in slow time up to τ = 10, grokflow's BDF at rtol 1e-8, atol 1e-10, samples
+    /// from t = 0.01 at 20 per decade, into runs/run with its figures and a progress bar.
+    fn default() -> Self {
+        Self {
+            lambda: 1e-4,
+            time: TimeScale::Slow,
+            end: Time::Slow(10.0),
+            method: Method::Bdf,
+            linear_solver: LinearSolver::Auto,
+            max_order: None,
+            rtol: 1e-8,
+            atol: 1e-10,
+            max_steps: 1_000_000,
+            t_min: 1e-2,
+            per_decade: 20,
+            out: PathBuf::from("runs/run"),
+            plot: true,
+            limiting: None,
+            progress: true,
+        }
+    }
+}
+
 impl RunConfig {
+    /// The end of the run in fast time.
+    pub fn t_end(&self) -> f64 {
+        match self.end {
+            Time::Fast(t) => t,
+            Time::Slow(tau) => tau / self.lambda,
+        }
+    }
+
+    /// With weight decay λ.
+    pub fn lambda(mut self, lambda: f64) -> Self {
+        self.lambda = lambda;
+        self
+    }
+
+    /// Ending at slow time τ = λt.
+    pub fn tau_end(mut self, tau: f64) -> Self {
+        self.end = Time::Slow(tau);
+        self
+    }
+
+    /// Ending at fast time t.
+    pub fn t_end_at(mut self, t: f64) -> Self {
+        self.end = Time::Fast(t);
+        self
+    }
+
+    /// With this method.
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// With these tolerances.
+    pub fn tolerances(mut self, rtol: f64, atol: f64) -> Self {
+        self.rtol = rtol;
+        self.atol = atol;
+        self
+    }
+
+    /// With the limiting flow on M beside the λ-flow (τ₀ = 1, KKT tolerance 1e-8, local
+    /// tolerance 1e-9).
+    pub fn limiting_flow(mut self) -> Self {
+        self.limiting = Some(LimitingConfig {
+            tau0: 1.0,
+            kkt_tol: 1e-8,
+            rtol: 1e-9,
+        });
+        self
+    }
+
+    /// Writing into `dir`.
+    pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out = dir.into();
+        self
+    }
+
+    /// Without figures.
+    pub fn no_plot(mut self) -> Self {
+        self.plot = false;
+        self
+    }
+
+    /// Without a progress bar.
+    pub fn quiet(mut self) -> Self {
+        self.progress = false;
+        self
+    }
+
     /// Checks the configuration before any work is done.
     pub fn validate(&self) -> Result<()> {
         check_config(self)
@@ -109,10 +201,10 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
             cfg.lambda
         );
     }
-    if !(cfg.t_end.is_finite() && cfg.t_end > 0.0) {
+    if !(cfg.t_end().is_finite() && cfg.t_end() > 0.0) {
         bail!(
             "the end time must be a positive finite number (got t_end = {})",
-            cfg.t_end
+            cfg.t_end()
         );
     }
     if !(cfg.t_min.is_finite() && cfg.t_min > 0.0) {
@@ -132,7 +224,7 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
-        end: Time::Fast(cfg.t_end),
+        end: Time::Fast(cfg.t_end()),
         max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
         max_order: cfg.max_order,
@@ -142,13 +234,13 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("--lr must be a positive finite number, got {lr}");
         }
-        let iterations = cfg.t_end / lr;
+        let iterations = cfg.t_end() / lr;
         if iterations > cfg.max_steps as f64 {
             bail!(
                 "gradient descent needs {iterations:.3e} iterations to reach t = {:.3e} with step {lr} \
                  (more than --max-steps {}); use an implicit method (--method bdf), a larger --lr, \
                  a shorter run, or raise --max-steps",
-                cfg.t_end,
+                cfg.t_end(),
                 cfg.max_steps
             );
         }
@@ -227,15 +319,15 @@ pub fn run_system(
     let opts = Options {
         rtol: cfg.rtol,
         atol: cfg.atol,
-        end: Time::Fast(cfg.t_end),
+        end: Time::Fast(cfg.t_end()),
         max_steps: cfg.max_steps,
         linear_solver: cfg.linear_solver,
         max_order: cfg.max_order,
     };
-    let grid = log_time_grid(cfg.t_min, cfg.t_end, cfg.per_decade);
+    let grid = log_time_grid(cfg.t_min, cfg.t_end(), cfg.per_decade);
     let marks: Vec<f64> = [1.0 / cfg.lambda]
         .into_iter()
-        .filter(|t| *t < cfg.t_end)
+        .filter(|t| *t < cfg.t_end())
         .collect();
     let mut recorder = Recorder::new(flow, system, &grid)
         .with_marks(&marks)
@@ -257,7 +349,7 @@ pub fn run_system(
         (Some(lc), Some(p)) => {
             let taus: Vec<f64> = grid.iter().map(|t| cfg.lambda * t).collect();
             let opts = grokflow_engine::LimitingOptions {
-                tau_end: cfg.lambda * cfg.t_end,
+                tau_end: cfg.lambda * cfg.t_end(),
                 kkt_tol: lc.kkt_tol,
                 rtol: lc.rtol,
                 ..grokflow_engine::LimitingOptions::default()
@@ -291,6 +383,23 @@ pub fn run_system(
         .as_ref()
         .map(|res| limiting_summary(system, res, &trajectory, &outcome.theta_final, cfg));
 
+    let mu_at_phi = phi_res
+        .as_ref()
+        .and_then(|p| morse_bott_constant(system, &p.theta));
+    if let Some(mu) = mu_at_phi.filter(|&mu| cfg.lambda > mu / 10.0) {
+        let w = format!(
+            "λ = {:e} is not small against the Morse–Bott constant μ = {mu:.2e} at Φ(θ_init) \
+             (λ/μ = {:.2}): the fast and slow phases separate only for λ ≪ μ; take λ below \
+             μ/10 = {:.1e} to see them apart",
+            cfg.lambda,
+            cfg.lambda / mu,
+            mu / 10.0
+        );
+        if cfg.progress {
+            eprintln!("warning: {w}");
+        }
+        warnings.push(w);
+    }
     let phi_summary = phi_res.as_ref().map(|p| {
         let pt = point(system, p.t, 0.0, &p.theta);
         PhiSummary {
@@ -300,6 +409,7 @@ pub fn run_system(
             grad_norm: p.grad_norm,
             tolerance: p.tolerance,
             t: p.t,
+            mu: mu_at_phi,
             stats: p.stats.clone(),
         }
     });
@@ -326,8 +436,8 @@ pub fn run_system(
         rtol: cfg.rtol,
         atol: cfg.atol,
         max_order: cfg.max_order,
-        t_end: cfg.t_end,
-        tau_end: cfg.lambda * cfg.t_end,
+        t_end: cfg.t_end(),
+        tau_end: cfg.lambda * cfg.t_end(),
         instance,
         stats: outcome.stats.clone(),
         phi: phi_summary,
@@ -357,6 +467,49 @@ pub fn run_system(
         trajectory,
         limiting,
     })
+}
+
+/// The largest spectral decomposition [`morse_bott_constant`] makes (operations), about a
+/// tenth of a second here.
+const MORSE_BOTT_BUDGET: f64 = 2e8;
+
+/// μ at θ (the smallest non-zero curvature of F, from the spectrum split at its largest
+/// gap), when its decomposition costs less than about 2·10⁸ flops (min(d,m)²·max(d,m) with m residuals).
+pub fn morse_bott_constant(system: &dyn System, theta: &[f64]) -> Option<f64> {
+    let d = system.dim() as f64;
+    let m = system.residuals().map_or(d, |r| r.count() as f64);
+    let cost = m.min(d).powi(2) * m.max(d);
+    if cost > MORSE_BOTT_BUDGET {
+        return None;
+    }
+    grokflow_engine::kkt_info(system, theta)
+        .ok()
+        .map(|k| k.mu)
+        .filter(|mu| mu.is_finite() && *mu > 0.0)
+}
+
+/// Runs `system` as `cfg` says (see [`run_system`]), its instance described as a model's.
+pub fn run(system: &dyn System, cfg: &RunConfig) -> Result<RunRecord> {
+    let instance = InstanceSummary {
+        source: "model".into(),
+        path: None,
+        dim: system.dim(),
+        params: Some(system.params_json()),
+    };
+    run_system(system, instance, cfg)
+}
+
+impl RunRecord {
+    /// Writes the run directory into `cfg.out` (see [`crate::output::write_run`]); returns
+    /// the files written.
+    pub fn write(&self, system: &dyn System, cfg: &RunConfig) -> Result<Vec<PathBuf>> {
+        crate::output::write_run(system, self, cfg)
+    }
+
+    /// The summary printed after a run that wrote `files` into `dir`.
+    pub fn text(&self, files: &[PathBuf], dir: &Path) -> String {
+        crate::output::human_summary(&self.summary, files, dir)
+    }
 }
 
 /// The limiting flow's summary, and its distance to the λ-flow at the shared slow times.
