@@ -1,25 +1,47 @@
 #!/usr/bin/env python3
-"""Integrates grokflow's slow-time flow with scipy's solve_ivp on the very instance grokflow
-ran (read from its instance JSON), with the analytic gradient and Hessian written here in
-numpy, and reports cost and error against grokflow's reference end state.
+"""Integrates grokflow's slow-time flow with scipy's solve_ivp, and with SUNDIALS' CVODE
+through scikit-sundae, on the very instance grokflow ran (read from its instance JSON), with
+the analytic gradient and Hessian written here in numpy, and reports cost and error against
+grokflow's reference end state.
 
-Used by `cargo run --release --bin bench`; an optional dependency of the benchmark only
-(numpy and scipy). Reads one JSON job on stdin:
+Used by `cargo run --release --bin bench`; an optional dependency of the benchmark only:
+`pip install numpy scipy scikit-sundae`. numpy and scipy are needed; scikit-sundae only for
+the "CVODE" runs, which report status "unavailable" without it (the other methods still run).
+Reads one JSON job on stdin:
 
   {"instance": path, "lambda": λ, "tau_end": T, "reference": [θ at T], "runs": [
-      {"method": "BDF"|"Radau"|"LSODA", "rtol": r, "atol": a, "repeats": k, "timeout_s": s,
-       "repeat_below_s": b, "repeat_for_s": f, "max_repeats": n}, ...]}
+      {"method": "BDF"|"Radau"|"LSODA"|"CVODE", "rtol": r, "atol": a, "repeats": k,
+       "timeout_s": s, "repeat_below_s": b, "repeat_for_s": f, "max_repeats": n}, ...]}
 
-and writes one JSON result per run on stdout: method, rtol, status, message, nfev, njev,
-nlu, wall_s [min, median, max over repeats], runs, max_abs_error and rel_error of the end
-state. A run is repeated as grokflow's are (src/workprec.rs, `WpConfig::run_again`): k times
-unless the first took over b seconds, then until the runs add up to f seconds or number n; a
-failed solve is not repeated, and a repeat that runs out of time after others finished is
-dropped (a first run that does counts as one, reported as a timeout).
+and writes a JSON list on stdout, one result per run: method, rtol, status ("success",
+"failed", "timeout", "not run" or "unavailable"), message, nfev (RHS evaluations), njev
+(Jacobian evaluations), nlu (LU factorisations; for CVODE its linear-solver setups, each one
+LU of I − γJ), nsteps (accepted steps), wall_s [min, median, max over repeats], runs,
+max_abs_error and rel_error of the end state; CVODE's results also carry error_test_fails,
+nonlin_iters and nonlin_conv_fails. A run is repeated as grokflow's are (src/workprec.rs,
+`WpConfig::run_again`): k times unless the first took over b seconds, then until the runs add
+up to f seconds or number n; a failed solve is not repeated, and a repeat that runs out of time
+after others finished is dropped (a first run that does counts as one, reported as a timeout).
+The time budget s is checked at every evaluation of the right-hand side or of the Jacobian,
+for every method alike (a step in progress between two evaluations, e.g. an LU, finishes
+first).
+
+Methods: "BDF", "Radau" and "LSODA" are scipy.integrate.solve_ivp's, with the analytic
+Jacobian. "CVODE" is SUNDIALS' CVODE through scikit-sundae (sksundae.cvode.CVODE): its
+variable-order BDF (orders 1–5), Newton iteration with SUNDIALS' dense direct LU solver and
+the same analytic Jacobian, scalar rtol and atol, no cap on the number of steps (the time
+budget bounds the run), one CVODE call in CV_NORMAL mode with tstop = T, so that it ends at T
+exactly. scikit-sundae's result gives nfev and njev only: nsteps, nlu and the other counters
+are read from SUNDIALS' CVodeGetNum* through ctypes (`cvode_counters`), and left out where that
+read cannot be verified.
 The slow-time flow is dθ/dτ = −(∇F(θ) + λθ)/λ with Jacobian −(∇²F(θ) + λI)/λ.
 """
 
+import ctypes
+import gc
+import glob
 import json
+import os
 import sys
 import time
 
@@ -212,7 +234,157 @@ class Timeout(Exception):
     pass
 
 
+SOLVE_IVP_METHODS = ("BDF", "Radau", "LSODA")
+
+# CVODE's limit on steps per call (SUNDIALS' default is 500): high enough never to bind, as
+# solve_ivp has none; the time budget stops a run first.
+CVODE_MAX_STEPS = 10 ** 9
+
+_cvode_import = None  # (sksundae.cvode.CVODE or None, why it is unavailable)
+
+
+def cvode_class():
+    """scikit-sundae's CVODE class, imported on first use, or None and the reason."""
+    global _cvode_import
+    if _cvode_import is None:
+        try:
+            from sksundae.cvode import CVODE
+            _cvode_import = (CVODE, "")
+        except Exception as e:  # not installed, or built against another numpy
+            _cvode_import = (None, f"scikit-sundae is not importable ({type(e).__name__}: {e}); "
+                                   "pip install scikit-sundae")
+    return _cvode_import
+
+
+def solve_ivp_run(f, jac, theta0, tau_end, spec):
+    run = solve_ivp(f, (0.0, tau_end), theta0, method=spec["method"], rtol=spec["rtol"],
+                    atol=spec["atol"], jac=jac)
+    # Without t_eval solve_ivp keeps θ at every accepted step (one per OdeSolver.step, LSODA's
+    # included: its step is one ODEPACK step, itask = 5), so t holds 1 + the steps.
+    return run.success, str(run.message), run.y[:, -1], {
+        "nfev": int(run.nfev), "njev": int(run.njev), "nlu": int(run.nlu),
+        "nsteps": int(run.t.size - 1)}
+
+
+_cvode_lib = None
+
+
+def cvode_library():
+    """The SUNDIALS CVODE library that scikit-sundae's extension loaded (ctypes), or None."""
+    global _cvode_lib
+    if _cvode_lib is None:
+        paths = []
+        try:  # the copy in this process (a wheel bundles its own, a conda build links the system's)
+            with open("/proc/self/maps") as fh:
+                paths = [line.split(None, 5)[-1].strip() for line in fh
+                         if "libsundials_cvode" in line and "/" in line]
+        except OSError:
+            pass
+        if not paths:
+            import sksundae
+            root = os.path.dirname(os.path.dirname(sksundae.__file__))
+            paths = glob.glob(os.path.join(root, "scikit_sundae.libs", "libsundials_cvode*"))
+        lib = False
+        for path in dict.fromkeys(paths):
+            try:
+                lib = ctypes.CDLL(path)
+                lib.CVodeGetNumSteps  # noqa: B018 (the symbol must be there)
+                break
+            except (OSError, AttributeError):
+                lib = False
+        _cvode_lib = lib
+    return _cvode_lib or None
+
+
+def cvode_counters(solver, nfev, njev, size):
+    """The counters scikit-sundae does not expose (1.2.0's result has nfev and njev only),
+    read with SUNDIALS' CVodeGetNum* from the solver's CVODE memory after its run.
+
+    The extension type keeps that pointer in a C field (`cdef void* mem`, after the object
+    header and the vtable pointer) with no Python accessor. Before the pointer is used, the
+    layout is checked: the object's size, the size of the system in the `NEQ` field, and the
+    `aux` and `_options` fields holding the very objects the garbage collector sees it refer to;
+    after, CVODE's own counts of RHS and Jacobian evaluations must equal scikit-sundae's.
+    Anything amiss gives {} (the counters are then left out of the result)."""
+    try:
+        lib = cvode_library()
+        cy = solver._CVODE__CVODE
+        p = ctypes.sizeof(ctypes.c_void_p)
+        if lib is None or type(cy).__basicsize__ != 16 * p:
+            return {}
+        base = id(cy)
+
+        def field(k):
+            return ctypes.c_void_p.from_address(base + k * p).value
+
+        refs = gc.get_referents(cy)
+        aux = [r for r in refs if type(r).__name__ == "AuxData"]
+        opts = [r for r in refs if isinstance(r, dict) and "rhsfn" in r and "jacfn" in r]
+        if (len(aux) != 1 or len(opts) != 1 or field(11) != id(aux[0]) or field(14) != id(opts[0])
+                or ctypes.c_int.from_address(base + 10 * p).value != size):
+            return {}
+        mem = ctypes.c_void_p(field(3))
+        if not mem.value:
+            return {}
+
+        def get(name):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_long)]
+            fn.restype = ctypes.c_int
+            out = ctypes.c_long(-1)
+            if fn(mem, ctypes.byref(out)) < 0:
+                raise RuntimeError(name)
+            return int(out.value)
+
+        if get("CVodeGetNumRhsEvals") != nfev or get("CVodeGetNumJacEvals") != njev:
+            return {}
+        return {"nlu": get("CVodeGetNumLinSolvSetups"), "nsteps": get("CVodeGetNumSteps"),
+                "error_test_fails": get("CVodeGetNumErrTestFails"),
+                "nonlin_iters": get("CVodeGetNumNonlinSolvIters"),
+                "nonlin_conv_fails": get("CVodeGetNumNonlinSolvConvFails")}
+    except Exception:
+        return {}
+
+
+def cvode_run(f, jac, theta0, tau_end, spec):
+    cvode, _ = cvode_class()
+
+    def rhsfn(tau, t, dt):
+        dt[:] = f(tau, t)
+
+    def jacfn(tau, t, _dt, jj):
+        jj[:, :] = jac(tau, t)
+
+    try:
+        solver = cvode(rhsfn, method="BDF", linsolver="dense", jacfn=jacfn, rtol=spec["rtol"],
+                       atol=spec["atol"], max_num_steps=CVODE_MAX_STEPS)
+        solver.init_step(0.0, theta0)
+        res = solver.step(tau_end, method="normal", tstop=tau_end)
+    except Timeout:
+        raise
+    except Exception as e:  # an error in scikit-sundae's setup: reported, the next runs go on
+        return False, f"CVODE raised {type(e).__name__}: {e}", np.full(theta0.size, np.nan), {}
+    stats = {"nfev": int(res.nfev), "njev": int(res.njev)}
+    stats.update(cvode_counters(solver, stats["nfev"], stats["njev"], theta0.size))
+    message = str(res.message)
+    if not res.success:
+        message += f" (CVODE flag {res.status} at τ = {float(res.t):.6g})"
+    return bool(res.success), message, np.array(res.y, dtype=float), stats
+
+
 def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
+    method = spec["method"]
+    if method == "CVODE":
+        cvode, why = cvode_class()
+        if cvode is None:
+            return {"method": method, "rtol": spec["rtol"], "status": "unavailable",
+                    "message": why, "wall_s": [0.0] * 3, "runs": 0}
+        solve = cvode_run
+    elif method in SOLVE_IVP_METHODS:
+        solve = solve_ivp_run
+    else:
+        raise ValueError(f"unknown method {method!r}: one of {', '.join(SOLVE_IVP_METHODS)}, CVODE")
+
     def f(_tau, t):
         return -(grad(t) + lam * t) / lam
 
@@ -221,7 +393,7 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
 
     deadline = spec.get("timeout_s", 300.0)
     times = []
-    sol = None
+    last = None
 
     def run_again():
         if not times:
@@ -235,7 +407,9 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
         start = time.perf_counter()
 
         # The deadline is checked at every evaluation of f or of the Jacobian (a solver step
-        # in progress finishes first).
+        # in progress finishes first). Raised in a callback, Timeout ends CVODE's run too:
+        # scikit-sundae's wrappers return −1 to SUNDIALS, which stops as after a failed RHS or
+        # Jacobian, and raise the exception again once CVODE has returned.
         def check(start=start):
             if time.perf_counter() - start > deadline:
                 raise Timeout()
@@ -249,34 +423,33 @@ def run_one(theta0, grad, hess, lam, tau_end, reference, spec):
             return jac(tau, t)
 
         try:
-            run = solve_ivp(f_timed, (0.0, tau_end), theta0, method=spec["method"], rtol=spec["rtol"],
-                            atol=spec["atol"], jac=jac_timed)
+            run = solve(f_timed, jac_timed, theta0, tau_end, spec)
         except Timeout:
-            if sol is not None:
+            if last is not None:
                 break  # keep the repeats that finished
             spent = time.perf_counter() - start
-            return {"method": spec["method"], "rtol": spec["rtol"], "status": "timeout",
+            return {"method": method, "rtol": spec["rtol"], "status": "timeout",
                     "message": f"stopped after {spent:.0f} s (budget {deadline:.0f} s)",
                     "wall_s": [spent] * 3, "runs": 1}
-        sol = run
+        last = run
         times.append(time.perf_counter() - start)
-        if not run.success:
+        if not run[0]:
             break  # a failed solve is reported, not timed again
     times.sort()
-    end = sol.y[:, -1]
+    success, message, end, stats = last
     err = end - np.asarray(reference)
+    finite = bool(np.all(np.isfinite(err)))  # JSON has no NaN or infinity
     return {
-        "method": spec["method"],
+        "method": method,
         "rtol": spec["rtol"],
-        "status": "success" if sol.success else "failed",
-        "message": sol.message,
-        "nfev": int(sol.nfev),
-        "njev": int(sol.njev),
-        "nlu": int(sol.nlu),
+        "status": "success" if success else "failed",
+        "message": message,
+        **stats,
         "wall_s": [times[0], times[len(times) // 2], times[-1]],
         "runs": len(times),
-        "max_abs_error": float(np.max(np.abs(err))),
-        "rel_error": float(np.linalg.norm(err) / max(np.linalg.norm(reference), 1e-300)),
+        "max_abs_error": float(np.max(np.abs(err))) if finite else None,
+        "rel_error": float(np.linalg.norm(err) / max(np.linalg.norm(reference), 1e-300))
+        if finite else None,
     }
 
 

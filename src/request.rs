@@ -62,6 +62,7 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
             tau0: run.tau0,
             kkt_tol: run.kkt_tol,
             rtol: run.limiting_rtol,
+            projector: run.projector.into(),
         }),
     };
     cfg.validate()?;

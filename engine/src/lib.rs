@@ -29,7 +29,8 @@ pub use flow::{rounding_floor, Clock, GradientFlow, Time, TimeScale};
 pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
 pub use integrate::integrate;
 pub use limiting::{
-    limiting_flow, LimitingOptions, LimitingProblem, LimitingResult, LimitingStats,
+    limiting_flow, tangent_projection, LimitingOptions, LimitingProblem, LimitingResult,
+    LimitingStats, Projector,
 };
 pub use loss::{Loss, NoObservables, Observables, Residuals};
 pub use manifold::{kkt_info, KktInfo};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use grokflow_engine::{LinearSolver, Method, TimeScale};
+use grokflow_engine::{LinearSolver, Method, Projector, TimeScale};
 use grokflow_systems::RunPreset;
 
 /// Integration methods.
@@ -62,6 +62,28 @@ impl From<LinearSolverArg> for LinearSolver {
             LinearSolverArg::Dense => LinearSolver::Dense,
             LinearSolverArg::MatrixFree => LinearSolver::MatrixFree,
             LinearSolverArg::Structured => LinearSolver::Structured,
+        }
+    }
+}
+
+/// How the limiting flow reaches the normal space of M.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProjectorArg {
+    /// Rows of the residual Jacobian J and a Cholesky factor of their Gram matrix for a
+    /// least-squares loss (no SVD per evaluation); a spectral decomposition otherwise.
+    Auto,
+    /// An SVD of J (or eigendecomposition of ∇²F) at every evaluation: the reference.
+    Spectral,
+    /// Rows of J and a Cholesky factor of J_R J_Rᵀ (least-squares losses only).
+    Gram,
+}
+
+impl From<ProjectorArg> for Projector {
+    fn from(p: ProjectorArg) -> Self {
+        match p {
+            ProjectorArg::Auto => Projector::Auto,
+            ProjectorArg::Spectral => Projector::Spectral,
+            ProjectorArg::Gram => Projector::Gram,
         }
     }
 }
@@ -207,6 +229,10 @@ pub struct RunArgs {
     /// Local error tolerance of the limiting flow's Runge–Kutta steps.
     #[arg(long, default_value_t = 1e-9, allow_hyphen_values = true)]
     pub limiting_rtol: f64,
+
+    /// How the limiting flow reaches the normal space of M.
+    #[arg(long, value_enum, default_value_t = ProjectorArg::Auto)]
+    pub projector: ProjectorArg,
 
     /// Do not render the figures.
     #[arg(long)]

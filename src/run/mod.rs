@@ -59,6 +59,8 @@ pub struct LimitingConfig {
     pub kkt_tol: f64,
     /// Local error tolerance of the Runge–Kutta steps.
     pub rtol: f64,
+    /// How the normal space of M is reached.
+    pub projector: grokflow_engine::Projector,
 }
 
 /// What a run produced: its summary, the states that matter, the recorded trajectory and
@@ -155,6 +157,7 @@ impl RunConfig {
             tau0: 1.0,
             kkt_tol: 1e-8,
             rtol: 1e-9,
+            projector: grokflow_engine::Projector::Auto,
         });
         self
     }
@@ -295,9 +298,13 @@ pub fn run_system(
             t_max: lr * cfg.max_steps.min(100_000_000) as f64,
             ..PhiOptions::default()
         },
+        // The fast phase at the run's own tolerances: Φ costs what the λ-flow's fast phase
+        // does, and is as accurate as the run it is compared with.
         _ => PhiOptions {
             linear_solver: cfg.linear_solver,
             max_order: cfg.max_order,
+            rtol: cfg.rtol,
+            atol: cfg.atol,
             ..PhiOptions::default()
         },
     };
@@ -352,6 +359,7 @@ pub fn run_system(
                 tau_end: cfg.lambda * cfg.t_end(),
                 kkt_tol: lc.kkt_tol,
                 rtol: lc.rtol,
+                projector: lc.projector,
                 ..grokflow_engine::LimitingOptions::default()
             };
             let problem = grokflow_engine::LimitingProblem {

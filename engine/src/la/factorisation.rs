@@ -109,6 +109,36 @@ impl Factorisation {
         }
     }
 
+    /// The Cholesky factorisation of the symmetric positive definite `a` (its lower triangle
+    /// is read), in its own storage; `a` back, overwritten, if it is not positive definite.
+    pub fn cholesky_owned(mut a: Mat<f64>) -> Result<Self, Mat<f64>> {
+        let n = a.nrows();
+        let par = par(n);
+        let mut buf = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+            n,
+            par,
+            Default::default(),
+        ));
+        let chol = llt::factor::cholesky_in_place(
+            a.as_mut(),
+            Default::default(),
+            par,
+            MemStack::new(&mut buf),
+            Default::default(),
+        );
+        if chol.is_err() {
+            return Err(a);
+        }
+        if n <= SMALL_SOLVE {
+            for j in 1..n {
+                for i in 0..j {
+                    a[(i, j)] = a[(j, i)];
+                }
+            }
+        }
+        Ok(Factorisation::Cholesky(a))
+    }
+
     /// Factorises scale·`src` + shift·I for a symmetric n×n `src` (only its lower triangle is
     /// copied for the Cholesky attempt), in the storage of `recycled` when it fits.
     pub fn shifted(

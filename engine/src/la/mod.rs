@@ -2,9 +2,11 @@
 //! grokflow never names a backend directly.
 
 mod factorisation;
+mod lanczos;
 
 pub use factorisation::Factorisation;
 pub use faer::{Mat, MatMut, MatRef};
+pub use lanczos::lanczos_max;
 
 /// A dense `f64` matrix (column-major, faer).
 pub type DMat = Mat<f64>;

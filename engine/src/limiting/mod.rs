@@ -8,6 +8,7 @@
 //! Where the spectral gap collapses (a singular point of M, where the Morse–Bott assumption
 //! fails) the flow stops and says so.
 
+mod on_manifold;
 mod stepper;
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,11 @@ use crate::error::EngineError;
 use crate::flow::{Clock, TimeScale};
 use crate::la::all_finite;
 use crate::loss::{Loss, Observables};
+use crate::manifold::{kkt_residual, KktInfo};
 use crate::stepping::{drive, Limits, Observer, Recorder, StopReason, Trajectory};
-use stepper::{DormandPrince, LimitSeeker, ManifoldColumns, OnManifold, StepControl};
+use on_manifold::OnManifold;
+pub use on_manifold::Projector;
+use stepper::{DormandPrince, LimitSeeker, ManifoldColumns, StepControl};
 
 /// Options of the limiting flow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +47,20 @@ pub struct LimitingOptions {
     pub gap_stop: f64,
     /// Step budget.
     pub max_steps: usize,
+    /// How the normal space is reached.
+    #[serde(default)]
+    pub projector: Projector,
+    /// With the Gram projector, from this rank ρ of J on: one Cholesky factor of J_R J_Rᵀ
+    /// (refreshed at accepted steps, at most every 4 steps while the solves stay fast)
+    /// preconditions the conjugate-gradient solves at the points around it, where below it
+    /// every point gets its own factor. Between refreshes μ is tracked by a Rayleigh
+    /// quotient and the samples take the last step's gap and μ.
+    #[serde(default = "default_factor_reuse_from")]
+    pub factor_reuse_from: usize,
+}
+
+fn default_factor_reuse_from() -> usize {
+    1000
 }
 
 impl Default for LimitingOptions {
@@ -57,6 +75,8 @@ impl Default for LimitingOptions {
             gap_warn: 1e4,
             gap_stop: 1e2,
             max_steps: 100_000,
+            projector: Projector::Auto,
+            factor_reuse_from: default_factor_reuse_from(),
         }
     }
 }
@@ -68,9 +88,28 @@ pub struct LimitingStats {
     pub steps: usize,
     /// Rejected steps.
     pub rejected: usize,
+    /// The projector used: "gram" or "spectral".
+    #[serde(default)]
+    pub projector: String,
     /// Spectral decompositions: SVDs of the residual Jacobian, or symmetric
     /// eigendecompositions of the Hessian for losses without residuals.
     pub decompositions: usize,
+    /// Cholesky factorisations of J_R J_Rᵀ (the Gram projector).
+    #[serde(default)]
+    pub factorisations: usize,
+    /// Conjugate-gradient iterations of the Gram projector's solves.
+    #[serde(default)]
+    pub cg_iterations: usize,
+    /// Spectral decompositions that checked the Gram projector's gap near a singular point.
+    #[serde(default)]
+    pub spectral_checks: usize,
+    /// Times the Gram projector chose its rows of J afresh.
+    #[serde(default)]
+    pub reselections: usize,
+    /// 1 if the flow handed over from the Gram projector to the spectral one (near a
+    /// singular point, where the kept rows' Gram matrix is too ill-conditioned).
+    #[serde(default)]
+    pub switches: usize,
     /// Newton iterations of the retractions.
     pub retraction_iterations: usize,
     /// Wall time, seconds.
@@ -123,6 +162,32 @@ pub struct LimitingProblem<'a> {
     pub lambda: f64,
 }
 
+/// P(θ)θ, the projection of θ onto the tangent space of M at θ (a point on or near M), and
+/// the KKT structure there, with the normal space split afresh at its largest gap and
+/// reached through `projector`.
+pub fn tangent_projection(
+    loss: &dyn Loss,
+    theta: &[f64],
+    projector: Projector,
+) -> Result<(Vec<f64>, KktInfo), EngineError> {
+    if theta.len() != loss.dim() || !all_finite(theta) {
+        return Err(EngineError::InvalidInput(
+            "the projection needs a finite θ of the loss's dimension".into(),
+        ));
+    }
+    let on = OnManifold::new(loss, projector, 0.0, 1.0, 0.0, usize::MAX)?;
+    on.start(theta)?;
+    let (mut f, here) = on.inspect(theta)?;
+    f.iter_mut().for_each(|x| *x = -*x);
+    let info = KktInfo {
+        residual: kkt_residual(theta, &f),
+        mu: here.mu,
+        gap: here.gap,
+        kernel_dim: here.kernel_dim,
+    };
+    Ok((f, info))
+}
+
 /// Integrates the limiting flow of `problem` and records it at `problem.taus`; `observers`
 /// (progress, interruption…) see its steps.
 pub fn limiting_flow(
@@ -146,18 +211,31 @@ pub fn limiting_flow(
     let scale = grad_scale.max(1.0);
     let on = OnManifold::new(
         loss,
+        opts.projector,
         opts.retraction_tol * scale,
         grad_scale.max(f64::MIN_POSITIVE),
-    );
+        10.0 * opts.gap_warn,
+        opts.factor_reuse_from,
+    )?;
     let drift_limit = opts.drift_limit * scale;
     let mut theta = problem.start.to_vec();
+    on.start(&theta)?;
     let g0 = on.retract(&mut theta)?;
-    let stats = |steps: usize, rejected: usize| LimitingStats {
-        steps,
-        rejected,
-        decompositions: on.work().0,
-        retraction_iterations: on.work().1,
-        wall_s: started.elapsed().as_secs_f64(),
+    let stats = |steps: usize, rejected: usize| {
+        let work = on.work();
+        LimitingStats {
+            steps,
+            rejected,
+            projector: on.projector().name().into(),
+            decompositions: work.decompositions,
+            factorisations: work.factorisations,
+            cg_iterations: work.cg_iterations,
+            spectral_checks: work.spectral_checks,
+            reselections: work.reselections,
+            switches: work.switches,
+            retraction_iterations: work.retraction_iterations,
+            wall_s: started.elapsed().as_secs_f64(),
+        }
     };
     if g0 > drift_limit {
         return Ok(LimitingResult {
@@ -178,8 +256,7 @@ pub fn limiting_flow(
             stats: stats(0, 0),
         });
     }
-    let field = on.field(&theta)?;
-    on.follow(field.1.normal.ncols());
+    let field = on.inspect(&theta)?;
     let control = StepControl {
         rtol: opts.rtol,
         drift_limit,

@@ -2,12 +2,11 @@
 //! error control along −P(θ)θ, each accepted step retracted onto M, its dense output a cubic
 //! Hermite interpolant retracted too.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-
 use crate::error::EngineError;
 use crate::la::{axpy, norm};
-use crate::loss::{Loss, Observables};
-use crate::manifold::{kkt_residual, retract, TangentProjector};
+use crate::limiting::on_manifold::{Inspection, OnManifold};
+use crate::loss::Observables;
+use crate::manifold::kkt_residual;
 use crate::stepping::{
     Control, DenseOutput, Observer, RunInfo, SolverStats, StepView, Stepper, StopReason,
 };
@@ -64,92 +63,6 @@ fn scaled_err(err: &[f64], y: &[f64], rtol: f64) -> f64 {
     (s / err.len().max(1) as f64).sqrt()
 }
 
-/// The loss as the flow on M sees it: the branch being followed (the normal dimension fixed
-/// at the start), the retraction's tolerance, and the work counters, shared by the stepper,
-/// its dense output and the recorded columns.
-pub(crate) struct OnManifold<'a> {
-    pub(crate) loss: &'a dyn Loss,
-    /// ρ + 1 once the branch is fixed, 0 before.
-    rho: AtomicUsize,
-    grad_tol: f64,
-    grad_scale: f64,
-    decompositions: AtomicUsize,
-    retraction_iterations: AtomicUsize,
-    /// The bits of the largest ‖∇F‖/‖∇F(θ_init)‖ after a retraction.
-    max_drift: AtomicU64,
-}
-
-impl<'a> OnManifold<'a> {
-    pub(crate) fn new(loss: &'a dyn Loss, grad_tol: f64, grad_scale: f64) -> Self {
-        Self {
-            loss,
-            rho: AtomicUsize::new(0),
-            grad_tol,
-            grad_scale,
-            decompositions: AtomicUsize::new(0),
-            retraction_iterations: AtomicUsize::new(0),
-            max_drift: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
-    /// The projector at θ on the followed branch (or split afresh with `fresh`).
-    pub(crate) fn projector(
-        &self,
-        theta: &[f64],
-        fresh: bool,
-    ) -> Result<TangentProjector, EngineError> {
-        self.decompositions.fetch_add(1, Relaxed);
-        let rho = match self.rho.load(Relaxed) {
-            r if r > 0 && !fresh => Some(r - 1),
-            _ => None,
-        };
-        TangentProjector::at(self.loss, theta, rho)
-    }
-
-    /// −P(θ)θ at θ, with the projector there.
-    pub(crate) fn field(&self, theta: &[f64]) -> Result<(Vec<f64>, TangentProjector), EngineError> {
-        let p = self.projector(theta, false)?;
-        let mut f = vec![0.0; theta.len()];
-        p.project(theta, &mut f);
-        f.iter_mut().for_each(|x| *x = -*x);
-        Ok((f, p))
-    }
-
-    /// Retracts θ onto M; returns ‖∇F‖ reached (and tracks the largest drift).
-    pub(crate) fn retract(&self, theta: &mut [f64]) -> Result<f64, EngineError> {
-        let mut iterations = 0;
-        let gn = retract(
-            self.loss,
-            theta,
-            self.grad_tol,
-            |x| self.projector(x, false),
-            &mut iterations,
-        )?;
-        self.retraction_iterations.fetch_add(iterations, Relaxed);
-        let drift = self.max_drift().max(gn / self.grad_scale);
-        self.max_drift.store(drift.to_bits(), Relaxed);
-        Ok(gn)
-    }
-
-    /// Fixes the followed branch: the normal dimension ρ.
-    pub(crate) fn follow(&self, rho: usize) {
-        self.rho.store(rho + 1, Relaxed);
-    }
-
-    /// The largest ‖∇F‖/‖∇F(θ_init)‖ after a retraction so far.
-    pub(crate) fn max_drift(&self) -> f64 {
-        f64::from_bits(self.max_drift.load(Relaxed))
-    }
-
-    /// (projector decompositions, retraction iterations) so far.
-    pub(crate) fn work(&self) -> (usize, usize) {
-        (
-            self.decompositions.load(Relaxed),
-            self.retraction_iterations.load(Relaxed),
-        )
-    }
-}
-
 /// The step control of the flow on M.
 pub(crate) struct StepControl {
     /// Local error tolerance (relative; absolute 1e-2 of it).
@@ -169,7 +82,8 @@ pub(crate) struct DormandPrince<'f, 'a> {
     tau: f64,
     theta: Vec<f64>,
     f: Vec<f64>,
-    tangent: TangentProjector,
+    /// The split at θ.
+    here: Inspection,
     h: f64,
     /// The last step's start (τ, θ, f) and length, for the dense output.
     prev: (f64, Vec<f64>, Vec<f64>),
@@ -194,7 +108,7 @@ impl<'f, 'a> DormandPrince<'f, 'a> {
         on: &'f OnManifold<'a>,
         control: StepControl,
         theta: Vec<f64>,
-        (f, tangent): (Vec<f64>, TangentProjector),
+        (f, here): (Vec<f64>, Inspection),
         h: f64,
     ) -> Self {
         Self {
@@ -203,11 +117,11 @@ impl<'f, 'a> DormandPrince<'f, 'a> {
             tau: 0.0,
             prev: (0.0, theta.clone(), f.clone()),
             hh: h,
-            min_mu: tangent.mu(),
-            min_gap: tangent.gap,
+            min_mu: here.mu,
+            min_gap: here.gap,
             theta,
             f,
-            tangent,
+            here,
             h,
             warnings: Vec::new(),
             gap_warned: false,
@@ -282,8 +196,7 @@ impl Stepper for DormandPrince<'_, '_> {
                         axpy(hh * a, &ks[j], &mut y);
                     }
                 }
-                let (k, _) = self.on.field(&y).map_err(failed)?;
-                ks.push(k);
+                ks.push(self.on.field(&y).map_err(failed)?);
                 if i == DP_A.len() - 1 {
                     y5 = y;
                 }
@@ -314,15 +227,15 @@ impl Stepper for DormandPrince<'_, '_> {
                     grad_norm: gn,
                 });
             }
-            let (f_new, tangent_new) = self.on.field(&y_new).map_err(failed)?;
-            if tangent_new.gap < self.control.gap_stop {
+            let (f_new, here) = self.on.inspect(&y_new).map_err(failed)?;
+            if here.gap < self.control.gap_stop {
                 // What the spectrum looks like there, split afresh at its largest gap.
-                let fresh = self.on.projector(&y_new, true).map_err(failed)?;
+                let after = self.on.fresh_kernel_dim(&y_new).map_err(failed)?;
                 return Err(StopReason::SingularPoint {
                     tau: tau + hh,
-                    kernel_dim_before: self.tangent.kernel_dim,
-                    kernel_dim_after: fresh.kernel_dim,
-                    gap: tangent_new.gap,
+                    kernel_dim_before: self.here.kernel_dim,
+                    kernel_dim_after: after,
+                    gap: here.gap,
                 });
             }
             self.steps += 1;
@@ -333,17 +246,15 @@ impl Stepper for DormandPrince<'_, '_> {
             );
             self.hh = hh;
             self.tau = tau + hh;
-            self.tangent = tangent_new;
-            self.min_mu = self.min_mu.min(self.tangent.mu());
-            self.min_gap = self.min_gap.min(self.tangent.gap);
-            if self.tangent.gap < self.control.gap_warn && !self.gap_warned {
+            self.here = here;
+            self.min_mu = self.min_mu.min(here.mu);
+            self.min_gap = self.min_gap.min(here.gap);
+            if here.gap < self.control.gap_warn && !self.gap_warned {
                 self.gap_warned = true;
                 self.warnings.push(format!(
                     "the spectral gap of ∇²F fell to {:.2e} at τ = {:.4} (μ = {:.2e}): the flow \
                      approaches a singular point of M, where the Morse–Bott assumption fails",
-                    self.tangent.gap,
-                    self.tau,
-                    self.tangent.mu()
+                    here.gap, self.tau, here.mu
                 ));
             }
             self.h = hh * (0.9 * e.max(1e-10).powf(-0.2)).clamp(0.2, 5.0);
@@ -381,8 +292,8 @@ impl Observables for ManifoldColumns<'_, '_> {
 
     fn extra_values(&self, theta: &[f64], out: &mut Vec<f64>) {
         self.inner.extra_values(theta, out);
-        match self.on.field(theta) {
-            Ok((f, p)) => out.extend([norm(&f), p.gap, p.mu(), p.kernel_dim as f64]),
+        match self.on.sample(theta) {
+            Ok((f, i)) => out.extend([norm(&f), i.gap, i.mu, i.kernel_dim as f64]),
             Err(_) => out.extend([f64::NAN; 4]),
         }
     }

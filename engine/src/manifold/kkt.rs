@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::EngineError;
 use crate::la::norm;
 use crate::loss::Loss;
-use crate::manifold::TangentProjector;
 
 /// The KKT residual ‖P(θ)θ‖/max(‖θ‖, 1) from the projected point Pθ (or −Pθ).
 pub(crate) fn kkt_residual(theta: &[f64], projected: &[f64]) -> f64 {
@@ -26,15 +25,7 @@ pub struct KktInfo {
     pub kernel_dim: usize,
 }
 
-/// See [`KktInfo`].
+/// See [`KktInfo`] (the projector chosen as the limiting flow's default chooses it).
 pub fn kkt_info(loss: &dyn Loss, theta: &[f64]) -> Result<KktInfo, EngineError> {
-    let p = TangentProjector::at(loss, theta, None)?;
-    let mut projected = vec![0.0; theta.len()];
-    p.project(theta, &mut projected);
-    Ok(KktInfo {
-        residual: kkt_residual(theta, &projected),
-        mu: p.mu(),
-        gap: p.gap,
-        kernel_dim: p.kernel_dim,
-    })
+    Ok(crate::limiting::tangent_projection(loss, theta, crate::Projector::Auto)?.1)
 }

@@ -46,13 +46,13 @@ pub(crate) fn retraction_step(
 }
 
 /// Retracts θ in place until ‖∇F‖ ≤ `tol` or a step no longer halves it; a step that makes
-/// it worse is undone. `projector(θ)` gives the projector at θ; `iterations` counts the
-/// steps taken. Returns the ‖∇F‖ reached.
+/// it worse is undone. `step_at(θ, ∇F(θ), step)` writes the retraction's step at θ;
+/// `iterations` counts the steps taken. Returns the ‖∇F‖ reached.
 pub(crate) fn retract(
     loss: &dyn Loss,
     theta: &mut [f64],
     tol: f64,
-    mut projector: impl FnMut(&[f64]) -> Result<TangentProjector, EngineError>,
+    mut step_at: impl FnMut(&[f64], &[f64], &mut [f64]) -> Result<(), EngineError>,
     iterations: &mut usize,
 ) -> Result<f64, EngineError> {
     let mut g = loss.gradient(theta);
@@ -62,8 +62,7 @@ pub(crate) fn retract(
         if gn <= tol {
             break;
         }
-        let p = projector(theta)?;
-        retraction_step(&p, loss, theta, &g, &mut step);
+        step_at(theta, &g, &mut step)?;
         theta.iter_mut().zip(&step).for_each(|(x, s)| *x -= s);
         *iterations += 1;
         let mut g_new = loss.gradient(theta);
