@@ -17,6 +17,8 @@ pub struct ProgressObserver {
     enabled: bool,
     s_scale: f64,
     s_end: f64,
+    fixed_end: Option<f64>,
+    past_end: &'static str,
 }
 
 impl ProgressObserver {
@@ -39,7 +41,17 @@ impl ProgressObserver {
             enabled,
             s_scale: s_scale.max(f64::MIN_POSITIVE),
             s_end: 1.0,
+            fixed_end: None,
+            past_end: "",
         }
+    }
+
+    /// Progress measured against `s_end` rather than the run's own end (which lies beyond it
+    /// when the run may go on looking for something), and `past_end` said once beyond it.
+    pub fn until(mut self, s_end: f64, past_end: &'static str) -> Self {
+        self.fixed_end = Some(s_end);
+        self.past_end = past_end;
+        self
     }
 
     fn fraction(&self, s: f64) -> f64 {
@@ -49,7 +61,7 @@ impl ProgressObserver {
 
 impl Observer for ProgressObserver {
     fn start(&mut self, info: &RunInfo, _theta0: &[f64]) -> Control {
-        self.s_end = info.s_end;
+        self.s_end = self.fixed_end.unwrap_or(info.s_end);
         self.started = Instant::now();
         Control::Continue
     }
@@ -65,8 +77,13 @@ impl Observer for ProgressObserver {
         if self.shown {
             self.bar
                 .set_position((self.fraction(view.s) * TICKS as f64) as u64);
+            let past = if view.s > self.s_end {
+                self.past_end
+            } else {
+                ""
+            };
             self.bar
-                .set_message(format!("s = {:.3e}, {} steps", view.s, view.steps));
+                .set_message(format!("s = {:.3e}, {} steps{past}", view.s, view.steps));
         }
         Control::Continue
     }
@@ -98,5 +115,54 @@ impl Observer for Interrupt {
         } else {
             Control::Continue
         }
+    }
+}
+
+/// A validation's progress bar on stderr (hidden for its first second, like a run's) and its
+/// Ctrl-C: the runs in flight stop and the report keeps the systems finished.
+pub struct ValidationProgress {
+    bar: ProgressBar,
+    started: Instant,
+    shown: std::sync::atomic::AtomicBool,
+}
+
+impl ValidationProgress {
+    /// `total` pieces of work: per system its references and each λ.
+    pub fn new(total: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template("  validate [{bar:30}] {pos}/{len} {elapsed:>4} {msg}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        Self {
+            bar,
+            started: Instant::now(),
+            shown: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl grokflow_validation::Watch for ValidationProgress {
+    fn stopped(&self) -> bool {
+        INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn finished(&self, system: &str, lambda: Option<f64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.shown.load(Relaxed) && self.started.elapsed() > Duration::from_secs(1) {
+            self.shown.store(true, Relaxed);
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        self.bar.inc(1);
+        self.bar.set_message(match lambda {
+            None => format!("{system}: references"),
+            Some(l) => format!("{system}: λ = {l:.0e}"),
+        });
     }
 }

@@ -61,8 +61,17 @@ pub fn simulate(req: &SimulateRequest) -> Result<Finished> {
     if !s.complete && run.quiet {
         eprintln!("run stopped early: {}", s.stop_reason.describe());
     }
+    // A limiting flow stopped by Ctrl-C ended early too.
+    let limiting_stopped = s
+        .limiting_flow
+        .as_ref()
+        .is_some_and(|l| matches!(l.stop_reason, grokflow_engine::StopReason::Stopped { .. }));
     Ok(Finished {
         text,
-        code: if s.complete { 0 } else { 3 },
+        code: if s.complete && !limiting_stopped {
+            0
+        } else {
+            3
+        },
     })
 }

@@ -10,8 +10,11 @@ use grokflow_plots::render;
 use grokflow_systems::System;
 use grokflow_validation::markdown::report_markdown;
 use grokflow_validation::{
-    instances, validate, validate_system, ValidationConfig, ValidationReport,
+    instances, validate, validate_system_watched, ValidationConfig, ValidationReport,
 };
+
+use crate::cli::ProjectorArg;
+use crate::progress::ValidationProgress;
 
 use crate::output::validation_figures::{collapse_figure, errors_figure};
 use crate::output::{prepare_dir, write_atomic, write_json};
@@ -43,10 +46,14 @@ pub struct ValidateArgs {
     /// Skip the figures.
     #[arg(long)]
     pub no_plot: bool,
+    /// How the reference limiting flows reach the normal space of M.
+    #[arg(long, value_enum, default_value_t = ProjectorArg::Auto)]
+    pub projector: ProjectorArg,
 }
 
 /// Runs the validation `args` asks for and writes its report. Exit codes: 0 every check
-/// passed (or was not assessed), 2 a check failed.
+/// passed (or was not assessed), 2 a check failed, 130 interrupted by Ctrl-C (the report then
+/// holds the systems finished before it).
 pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
     let name = args
         .name
@@ -63,6 +70,7 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
     if let Some(l) = &args.lambdas {
         cfg.lambdas = l.clone();
     }
+    cfg.projector = args.projector.into();
     cfg.validate()?;
     let mut systems = instances(args.quick)?;
     if let Some(only) = &args.systems {
@@ -82,7 +90,11 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("setting up the thread pool")?;
-    let report = pool.install(|| validate(&systems, &cfg, |s| eprintln!("validate: {s}")))?;
+    crate::progress::install_interrupt_handler();
+    let watch = ValidationProgress::new((systems.len() * (cfg.lambdas.len() + 1)) as u64);
+    let report = pool.install(|| validate(&systems, &cfg, &watch));
+    watch.finish();
+    let report = report?;
     write_report(&report, &out, !args.no_plot)?;
     let mut text = String::new();
     for s in &report.systems {
@@ -95,6 +107,15 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
             order(s.prop2_order),
             s.wall_s
         );
+    }
+    if let Some(system) = &report.interrupted {
+        text += &format!(
+            "validation interrupted (Ctrl-C) while validating {system} — wrote the report of the \
+             {} systems finished to {}/report.md\n",
+            report.systems.len(),
+            out.display()
+        );
+        return Ok(Finished { text, code: 130 });
     }
     text += &format!(
         "validation {} — wrote {}/report.md\n",
@@ -136,13 +157,18 @@ pub fn validate_model(
     plot: bool,
 ) -> Result<ValidationReport> {
     let started = std::time::Instant::now();
-    let one = validate_system(model, cfg)?;
+    crate::progress::install_interrupt_handler();
+    let watch = ValidationProgress::new((cfg.lambdas.len() + 1) as u64);
+    let one = validate_system_watched(model, cfg, &watch);
+    watch.finish();
+    let one = one?;
     let report = ValidationReport {
         grokflow_version: env!("CARGO_PKG_VERSION").into(),
         config: cfg.clone(),
         passed: one.passed,
         systems: vec![one],
         wall_s: started.elapsed().as_secs_f64(),
+        interrupted: None,
     };
     write_report(&report, out, plot)?;
     Ok(report)

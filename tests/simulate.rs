@@ -779,3 +779,42 @@ fn a_parallel_sweep_gives_the_same_runs_on_any_number_of_threads() {
     assert!(csv.starts_with("lambda,seed,value,complete,steps,"));
     assert_eq!(csv.lines().count(), 7);
 }
+
+/// Sends SIGINT (Ctrl-C) to a running child.
+fn interrupt(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+}
+
+#[test]
+fn ctrl_c_stops_the_limiting_flow_and_keeps_what_it_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // The spectral projector takes over ten seconds for this limiting flow; Φ and the
+    // λ-flow take a fraction of one.
+    let child = Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args(["matrix-completion", "--lambda", "1e-4", "--limiting-flow"])
+        .args(["--projector", "spectral", "--quiet", "--no-plot", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "a stopped run exits with 3");
+    let s = read_json(&out.join("summary.json"));
+    assert_eq!(s["complete"], true, "the λ-flow had finished");
+    assert_eq!(s["limiting_flow"]["stop_reason"]["kind"], "stopped");
+    let rows = std::fs::read_to_string(out.join("limiting_flow.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    let samples = std::fs::read_to_string(out.join("trajectory.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(rows > 2 && rows < samples, "{rows} of {samples} rows");
+}

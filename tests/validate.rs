@@ -66,3 +66,32 @@ fn bad_validation_options_are_one_line_errors() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_stops_validation_and_keeps_the_systems_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    // linear takes a fraction of a second, relu several.
+    let child = Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["--systems", "linear,relu", "--no-plot", "--out"])
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["interrupted"], "relu");
+    assert_eq!(report["passed"], false);
+    let systems = report["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 1);
+    assert_eq!(systems[0]["system"], "linear");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Interrupted"), "{md}");
+}

@@ -4,6 +4,7 @@
 //! never asserted in tests.
 
 pub mod derived;
+pub mod manifold;
 pub mod methods;
 pub mod report;
 pub mod scaling;

@@ -28,8 +28,9 @@ use grokflow_plots::render;
 
 /// Measure grokflow's methods against each other, gradient descent and scipy's solve_ivp.
 ///
-/// The scipy comparison needs python3 with numpy and scipy (`pip install numpy scipy`);
-/// without them it is skipped and the report says so. The full run takes about 25 minutes
+/// The scipy and CVODE comparison needs python3 with numpy, scipy and scikit-sundae
+/// (`pip install numpy scipy scikit-sundae`); without them it is skipped and the report says
+/// so. The full run takes about 25 minutes
 /// on 2 cores; --quick a few minutes.
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]
@@ -53,6 +54,10 @@ pub struct Cli {
     /// Skip scipy even where it is installed.
     #[arg(long)]
     pub no_scipy: bool,
+    /// Internal: make one run of the limiting-flow section in this process (JSON spec) and
+    /// print what it measured.
+    #[arg(long, hide = true)]
+    pub limiting_run: Option<String>,
 }
 
 impl Cli {
@@ -79,6 +84,35 @@ impl Cli {
     }
 }
 
+/// Each system's second instance of the work–precision comparison: another seed and size,
+/// labelled with them.
+fn second_instance(
+    spec: &grokflow_systems::SystemSpec,
+) -> Result<Option<(String, Box<dyn grokflow_systems::System>)>> {
+    let changes: &[(&str, &str)] = match spec.name {
+        "linear" => &[("seed", "1"), ("n", "30"), ("d", "300")],
+        "matrix-completion" => &[("seed", "1"), ("n1", "16"), ("n2", "16"), ("width", "8")],
+        "matrix-sensing" => &[("seed", "1"), ("n", "12"), ("measurements", "56")],
+        "diagonal" => &[("seed", "1"), ("frequencies", "80"), ("n", "40")],
+        "relu" => &[("seed", "1"), ("width", "150"), ("n", "12")],
+        _ => return Ok(None),
+    };
+    let mut settings = grokflow_systems::Settings::new(spec.params);
+    for (k, v) in changes {
+        settings.set(k, *v)?;
+    }
+    let label = format!(
+        "{} ({})",
+        spec.name,
+        changes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Some((label, (spec.generate)(&settings)?)))
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -96,6 +130,9 @@ fn machine() -> String {
 
 /// Runs every section of the benchmark and writes its report.
 pub fn run(cli: &Cli) -> Result<()> {
+    if let Some(spec) = &cli.limiting_run {
+        return crate::manifold::child(spec);
+    }
     // The report's directories exist before the long runs start.
     let (md_path, json_path, figures_dir, figures_link) = cli.paths();
     std::fs::create_dir_all(&figures_dir)?;
@@ -131,15 +168,41 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     let scratch = std::env::temp_dir().join(format!("grokflow-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let instances = grokflow_systems::registry()
-        .into_iter()
-        .map(|e| Ok((e.name.to_string(), e.default_instance()?)))
-        .collect::<Result<Vec<_>>>()?;
-    let points = workprec::run(&instances, &wp_cfg, &scratch, scipy, &references, |what| {
-        eprintln!("bench {}: {what}", stamp())
-    });
+    let limiting = crate::manifold::bench_limiting(
+        if cli.quick { 30 } else { 70 },
+        cli.repeats,
+        &scratch,
+        |what| eprintln!("bench {}: {what}", stamp()),
+    );
+    let cvode = scipy && workprec::cvode_available();
+    if scipy && !cvode {
+        eprintln!("bench: scikit-sundae not found (pip install scikit-sundae); CVODE is skipped");
+    }
+    let mut instances = Vec::new();
+    for e in grokflow_systems::registry() {
+        instances.push((
+            e.name.to_string(),
+            e.default_instance()?,
+            workprec::Scope::Full,
+        ));
+    }
+    for e in &grokflow_systems::registry() {
+        if let Some((label, system)) = second_instance(e)? {
+            instances.push((label, system, workprec::Scope::Peers));
+        }
+    }
+    let points = workprec::run(
+        &instances,
+        &wp_cfg,
+        &scratch,
+        scipy,
+        cvode,
+        &references,
+        |what| eprintln!("bench {}: {what}", stamp()),
+    );
     std::fs::remove_dir_all(&scratch).ok();
     let points = points?;
+    let limiting = limiting?;
     let mut figure_paths = Vec::new();
     for (name, fig) in workprec::figures(&points, &wp_cfg) {
         let path = figures_dir.join(&name);
@@ -162,6 +225,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     text += &systems_markdown(&systems);
     text += &limits_markdown(&limits);
     text += &crate::derived::derived_markdown(&derived);
+    text += &crate::manifold::limiting_markdown(&limiting);
     text += &workprec::targets_markdown(&points, &wp_cfg, scipy);
     text += &scaling::large_d_markdown(&large);
     text += &scaling::factorisations_markdown(&factor_rows);
@@ -171,8 +235,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         &json_path,
         &serde_json::json!({
             "config": cfg, "linear": rows, "systems": systems, "limits": limits, "derived": derived,
-            "workprecision": { "config": wp_cfg, "scipy": scipy, "points": points },
-            "factorisations": factor_rows, "large_d": large,
+            "workprecision": { "config": wp_cfg, "scipy": scipy, "cvode": cvode, "points": points },
+            "factorisations": factor_rows, "large_d": large, "limiting_flow": limiting,
         }),
     )?;
     eprintln!(

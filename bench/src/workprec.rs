@@ -1,8 +1,9 @@
 //! The work–precision benchmark: every system and λ, grokflow's methods, gradient descent,
-//! and scipy's `solve_ivp` (BDF, Radau, LSODA, through bench/scipy_bench.py on the same
-//! instance file) at several tolerances, each against one tight reference; speed-ups at equal
-//! accuracy and the targets are computed from these points. Speed is measured here,
-//! never asserted in tests.
+//! scipy's `solve_ivp` (BDF, Radau, LSODA) and SUNDIALS' CVODE (through scikit-sundae), the
+//! last two through bench/scipy_bench.py on the same instance file, at several tolerances,
+//! each against one tight reference; speed-ups at equal accuracy and the targets are computed
+//! from these points. Each system also runs on a second instance (another seed and size)
+//! against LSODA and CVODE only. Speed is measured here, never asserted in tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,7 +19,9 @@ use grokflow_systems::System;
 use serde::{Deserialize, Serialize};
 
 use crate::methods::{reference_rtol, reference_run, top_eigenvalue};
-pub use crate::workprec_report::{figures, markdown, speedup_vs_scipy, targets_markdown};
+pub use crate::workprec_report::{
+    figures, markdown, speedup_vs_peers, speedup_vs_scipy, targets_markdown,
+};
 
 /// Settings of the work–precision benchmark.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -353,10 +356,53 @@ struct ScipyResult {
     nfev: Option<f64>,
     njev: Option<f64>,
     nlu: Option<f64>,
+    #[serde(default)]
+    nsteps: Option<f64>,
     wall_s: [f64; 3],
     #[serde(default)]
     runs: usize,
     rel_error: Option<f64>,
+}
+
+/// Whether python3 with scikit-sundae (CVODE) is available.
+pub fn cvode_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import sksundae"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// How much of the comparison an instance gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every grokflow method, gradient descent, scipy's BDF, Radau, LSODA and CVODE.
+    Full,
+    /// grokflow's default BDF against LSODA and CVODE (a second instance per system).
+    Peers,
+}
+
+/// The peer methods of bench/scipy_bench.py an instance is run with.
+fn peer_methods(scope: Scope, cvode: bool) -> Vec<&'static str> {
+    let mut m = match scope {
+        Scope::Full => vec!["BDF", "Radau", "LSODA"],
+        Scope::Peers => vec!["LSODA"],
+    };
+    if cvode {
+        m.push("CVODE");
+    }
+    m
+}
+
+/// The label of a peer's points: "scipy LSODA", "sundials CVODE".
+pub fn peer_label(method: &str) -> String {
+    if method == "CVODE" {
+        "sundials CVODE".into()
+    } else {
+        format!("scipy {method}")
+    }
 }
 
 /// Whether python3 with numpy and scipy is available.
@@ -376,8 +422,9 @@ fn scipy_points(
     cfg: &WpConfig,
     reference: &[f64],
     instance: &Path,
+    methods: &[&str],
 ) -> Result<Vec<WpPoint>> {
-    let runs: Vec<serde_json::Value> = ["BDF", "Radau", "LSODA"]
+    let runs: Vec<serde_json::Value> = methods
         .iter()
         .flat_map(|m| {
             cfg.tolerances.iter().map(move |&r| {
@@ -414,10 +461,10 @@ fn scipy_points(
             system: system.name().into(),
             dim: system.dim(),
             lambda,
-            method: format!("scipy {}", r.method),
+            method: peer_label(&r.method),
             rtol: r.rtol,
             status: r.status.clone(),
-            steps: None,
+            steps: r.nsteps,
             rhs_evals: r.nfev,
             jac_evals: r.njev,
             factorisations: r.nlu,
@@ -437,17 +484,21 @@ fn scipy_points(
         .collect())
 }
 
-/// Runs the benchmark on `systems`.
+/// Runs the benchmark on `systems` (label, instance, scope); `cvode` adds CVODE to the
+/// peers where scipy runs.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
-    systems: &[(String, Box<dyn System>)],
+    systems: &[(String, Box<dyn System>, Scope)],
     cfg: &WpConfig,
     scratch: &Path,
     scipy: bool,
+    cvode: bool,
     references: &[(String, f64, Vec<f64>)],
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<WpPoint>> {
     let mut points = Vec::new();
-    for (name, system) in systems {
+    for (name, system, scope) in systems {
+        let first = points.len();
         let instance = scratch.join(format!("{name}.json"));
         std::fs::write(&instance, system.instance_json())?;
         let mut gd_rate = None;
@@ -463,7 +514,10 @@ pub fn run(
                     reference_run(system.as_ref(), lambda, cfg.tau_end)?.theta_final
                 }
             };
-            for spec in grokflow_methods() {
+            for spec in grokflow_methods()
+                .into_iter()
+                .filter(|m| *scope == Scope::Full || m.0 == "grokflow bdf")
+            {
                 let mut stopped = false;
                 for rtol in grokflow_tolerances(cfg, spec.0, lambda) {
                     if stopped {
@@ -492,24 +546,31 @@ pub fn run(
                     points.push(p);
                 }
             }
-            progress(&format!("{name} λ = {lambda:e}: gradient descent"));
-            points.push(gd_point(
-                system.as_ref(),
-                lambda,
-                cfg,
-                &reference,
-                &mut gd_rate,
-            )?);
+            if *scope == Scope::Full {
+                progress(&format!("{name} λ = {lambda:e}: gradient descent"));
+                points.push(gd_point(
+                    system.as_ref(),
+                    lambda,
+                    cfg,
+                    &reference,
+                    &mut gd_rate,
+                )?);
+            }
             if scipy {
-                progress(&format!("{name} λ = {lambda:e}: scipy"));
+                let methods = peer_methods(*scope, cvode);
+                progress(&format!("{name} λ = {lambda:e}: {}", methods.join(", ")));
                 points.extend(scipy_points(
                     system.as_ref(),
                     lambda,
                     cfg,
                     &reference,
                     &instance,
+                    &methods,
                 )?);
             }
+        }
+        for p in &mut points[first..] {
+            p.system = name.clone();
         }
     }
     Ok(points)

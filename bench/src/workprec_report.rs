@@ -35,6 +35,22 @@ fn time_at(points: &[&WpPoint], error: f64) -> Option<f64> {
 /// time over the time grokflow's fastest method needs for the same error (`time_at`).
 /// Returns (smallest speed-up, the scipy point it came from).
 pub fn speedup_vs_scipy(points: &[WpPoint], system: &str, lambda: f64) -> Option<(f64, String)> {
+    speedup_against(points, system, lambda, |m| m.starts_with("scipy"))
+}
+
+/// The same against the fastest of LSODA and CVODE: the smallest ratio over their points.
+pub fn speedup_vs_peers(points: &[WpPoint], system: &str, lambda: f64) -> Option<(f64, String)> {
+    speedup_against(points, system, lambda, |m| {
+        m == "scipy LSODA" || m == "sundials CVODE"
+    })
+}
+
+fn speedup_against(
+    points: &[WpPoint],
+    system: &str,
+    lambda: f64,
+    peer: impl Fn(&str) -> bool,
+) -> Option<(f64, String)> {
     let ours = |error: f64| {
         grokflow_methods()
             .iter()
@@ -50,10 +66,7 @@ pub fn speedup_vs_scipy(points: &[WpPoint], system: &str, lambda: f64) -> Option
     points
         .iter()
         .filter(|p| {
-            p.system == system
-                && p.lambda == lambda
-                && p.method.starts_with("scipy")
-                && p.rel_error.is_some()
+            p.system == system && p.lambda == lambda && peer(&p.method) && p.rel_error.is_some()
         })
         .filter_map(|p| {
             ours(p.rel_error.expect("filtered")).map(|t| {
@@ -112,8 +125,10 @@ pub fn markdown(points: &[WpPoint], cfg: &WpConfig, figures: &[String]) -> Strin
          grokflow's default BDF also at rtol a hundredth (else a tenth) of the tightest where the reference is ten times tighter still, so \
          that its curve spans scipy's accuracies. \
          Error: ‖θ(τ_end) − θ_ref‖/‖θ_ref‖ against grokflow's BDF at rtol max(1e-11, 0.1·ε/λ), the references of the section above. Wall time: median (min–max) of {}{}. \
-         scipy's `solve_ivp` (BDF, Radau, LSODA, analytic Jacobian, bench/scipy_bench.py on the very instance file) is \
-         abandoned after {} s. Gradient descent: η = 1/L (L = ‖∇²F(θ_init)‖₂), run up to {:.0e} iterations, extrapolated beyond \
+         scipy's `solve_ivp` (BDF, Radau, LSODA) and SUNDIALS' CVODE (BDF, Newton with the dense analytic Jacobian, through \
+         scikit-sundae), all through bench/scipy_bench.py on the very instance file, are abandoned after {} s. Every system also \
+         runs on a second instance (another seed and size: the rows labelled with it) with grokflow's default BDF, LSODA and \
+         CVODE only. Gradient descent: η = 1/L (L = ‖∇²F(θ_init)‖₂), run up to {:.0e} iterations, extrapolated beyond \
          from the measured cost of an iteration.\n\n",
         cfg.tau_end,
         cfg.tolerances.iter().map(|t| format!("{t:.0e}")).collect::<Vec<_>>().join(", "),
@@ -171,14 +186,16 @@ pub fn targets_markdown(points: &[WpPoint], cfg: &WpConfig, scipy: bool) -> Stri
           fastest method needs for the same error, read off that method's work–precision curve (log time interpolated linearly \
           in log error between its two bracketing tolerances; its loosest point's time where scipy is less accurate than every \
           grokflow point; no ratio where scipy is more accurate than all of them). The table gives the smallest ratio over scipy's \
-          methods and tolerances (the hardest case for grokflow). Speed-up over gradient descent: its (measured or extrapolated) \
+          methods and tolerances (the hardest case for grokflow). The same against the faster of LSODA and SUNDIALS' CVODE \
+          (the smallest ratio over their points). Speed-up over gradient descent: its (measured or extrapolated) \
           time over grokflow BDF's at rtol 1e-8.\n\n";
-    s += "| system | d | λ | vs scipy, smallest ratio (against) | vs gradient descent |\n|---|---:|---|---|---|\n";
+    s += "| system | d | λ | vs scipy, smallest ratio (against) | vs the faster of LSODA and CVODE (against) | vs gradient descent |\n|---|---:|---|---|---|---|\n";
     let mut worst_scipy = f64::INFINITY;
     let mut gd_at_1e6: Vec<(String, f64)> = Vec::new();
     for (system, dim) in &systems {
         for &lambda in &cfg.lambdas {
             let sp = speedup_vs_scipy(points, system, lambda);
+            let peers = speedup_vs_peers(points, system, lambda);
             let bdf = points.iter().find(|p| {
                 &p.system == system
                     && p.lambda == lambda
@@ -201,13 +218,17 @@ pub fn targets_markdown(points: &[WpPoint], cfg: &WpConfig, scipy: bool) -> Stri
                     gd_at_1e6.push((system.clone(), r));
                 }
             }
+            let ratio = |x: Option<(f64, String)>| {
+                x.map(|(r, w)| format!("{r:.1}× ({w})"))
+                    .unwrap_or_else(|| "— (not run or never as accurate)".into())
+            };
             s += &format!(
-                "| {} | {} | {:.0e} | {} | {} |\n",
+                "| {} | {} | {:.0e} | {} | {} | {} |\n",
                 system,
                 dim,
                 lambda,
-                sp.map(|(r, w)| format!("{r:.1}× ({w})"))
-                    .unwrap_or_else(|| "— (scipy not run or never as accurate)".into()),
+                ratio(sp),
+                ratio(peers),
                 gd_ratio
                     .map(|r| format!("{r:.2e}×"))
                     .unwrap_or_else(|| "—".into())
@@ -261,6 +282,7 @@ pub fn figures(points: &[WpPoint], cfg: &WpConfig) -> Vec<(String, Figure)> {
         "scipy BDF",
         "scipy Radau",
         "scipy LSODA",
+        "sundials CVODE",
         "gd",
     ];
     systems
@@ -285,7 +307,7 @@ pub fn figures(points: &[WpPoint], cfg: &WpConfig) -> Vec<(String, Figure)> {
                                 label: m.to_string(),
                                 points: pts,
                                 color: PALETTE[k % PALETTE.len()],
-                                style: if m.starts_with("scipy") {
+                                style: if m.starts_with("scipy") || m.starts_with("sundials") {
                                     SeriesStyle::Dashed
                                 } else {
                                     SeriesStyle::Line

@@ -10,7 +10,9 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches};
 use grokflow_systems::{registry, Kind, Param, Preset, Settings, SystemSpec};
 
-pub use args::{DerivativesArg, LinearSolverArg, MethodArg, ResolvedRun, RunArgs, TimeArg};
+pub use args::{
+    DerivativesArg, LinearSolverArg, MethodArg, ProjectorArg, ResolvedRun, RunArgs, TimeArg,
+};
 
 const ABOUT: &str = "Simulate gradient flow with small weight decay, dθ/dt = −∇F(θ) − λθ: the \
 fast phase to the interpolating manifold, then the slow drift along it that lowers ‖θ‖ and \

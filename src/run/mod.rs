@@ -370,7 +370,14 @@ pub fn run_system(
                 taus: &taus,
                 lambda: cfg.lambda,
             };
-            match grokflow_engine::limiting_flow(&problem, &opts, &mut [&mut Interrupt]) {
+            let mut progress =
+                ProgressObserver::new("limiting", cfg.lambda * cfg.t_min, cfg.progress)
+                    .until(opts.tau_end, ", past τ_end: looking for θ_M^∞");
+            match grokflow_engine::limiting_flow(
+                &problem,
+                &opts,
+                &mut [&mut progress, &mut Interrupt],
+            ) {
                 Ok(res) => Some(res),
                 Err(e) => {
                     warnings.push(format!("the limiting flow could not run: {e}"));
@@ -477,16 +484,27 @@ pub fn run_system(
     })
 }
 
-/// The largest spectral decomposition [`morse_bott_constant`] makes (operations), about a
-/// tenth of a second here.
-const MORSE_BOTT_BUDGET: f64 = 2e8;
+/// The most work [`morse_bott_constant`] does (operations), about a second here.
+const MORSE_BOTT_BUDGET: f64 = 2e10;
 
 /// μ at θ (the smallest non-zero curvature of F, from the spectrum split at its largest
-/// gap), when its decomposition costs less than about 2·10⁸ flops (min(d,m)²·max(d,m) with m residuals).
+/// gap), when reading it costs less than about 2·10¹⁰ operations: for m residuals the
+/// cheaper of an SVD of J (min(d,m)²·max(d,m)) and a Cholesky factor of JJᵀ (m³/3 plus
+/// forming JJᵀ), for other losses an eigendecomposition of ∇²F (d³).
 pub fn morse_bott_constant(system: &dyn System, theta: &[f64]) -> Option<f64> {
     let d = system.dim() as f64;
-    let m = system.residuals().map_or(d, |r| r.count() as f64);
-    let cost = m.min(d).powi(2) * m.max(d);
+    let cost = match system.residuals() {
+        Some(r) => {
+            let m = r.count() as f64;
+            let gram = if r.has_structured_products() {
+                m * m
+            } else {
+                m * m * d
+            };
+            (m.min(d).powi(2) * m.max(d)).min(m.powi(3) / 3.0 + gram)
+        }
+        None => d.powi(3),
+    };
     if cost > MORSE_BOTT_BUDGET {
         return None;
     }

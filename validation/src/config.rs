@@ -17,6 +17,9 @@ pub enum ValidationError {
     /// A configuration value is out of range.
     #[error("{0}")]
     Config(String),
+    /// Stopped on request (Ctrl-C) while validating this system.
+    #[error("interrupted while validating {0}")]
+    Interrupted(String),
 }
 
 /// A deliberately wrong λ-flow, to check that validation can fail.
@@ -59,6 +62,9 @@ pub struct ValidationConfig {
     pub min_points: usize,
     /// Inject a wrong flow (tests only).
     pub defect: Option<Defect>,
+    /// How the limiting flow reaches the normal space of M.
+    #[serde(default)]
+    pub projector: grokflow_engine::Projector,
 }
 
 impl Default for ValidationConfig {
@@ -76,6 +82,7 @@ impl Default for ValidationConfig {
             mu_factor: 10.0,
             min_points: 3,
             defect: None,
+            projector: grokflow_engine::Projector::Auto,
         }
     }
 }

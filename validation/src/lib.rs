@@ -21,6 +21,7 @@ pub mod markdown;
 mod report;
 mod runs;
 mod system;
+mod watch;
 
 use std::time::Instant;
 
@@ -29,26 +30,37 @@ use grokflow_systems::System;
 pub use config::{Defect, ValidationConfig, ValidationError};
 pub use fit::{fit_power, PowerFit};
 pub use report::{Check, LambdaRow, SystemValidation, ValidationReport, Verdict};
-pub use system::validate_system;
+pub use system::{validate_system, validate_system_watched};
+pub use watch::{Unwatched, Watch};
 
-/// Validates several systems (each in turn; each one's λ's in parallel).
+/// Validates several systems (each in turn; each one's λ's in parallel), telling `watch`
+/// how far it got. Stopped by the watch, it returns the report of the systems finished,
+/// marked interrupted (and not passed).
 pub fn validate(
     systems: &[(String, Box<dyn System>)],
     cfg: &ValidationConfig,
-    mut progress: impl FnMut(&str),
+    watch: &dyn Watch,
 ) -> Result<ValidationReport, ValidationError> {
     let started = Instant::now();
     let mut out = Vec::new();
-    for (label, system) in systems {
-        progress(label);
-        out.push(validate_system(system.as_ref(), cfg)?);
+    let mut interrupted = None;
+    for (_, system) in systems {
+        match validate_system_watched(system.as_ref(), cfg, watch) {
+            Ok(v) => out.push(v),
+            Err(ValidationError::Interrupted(s)) => {
+                interrupted = Some(s);
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(ValidationReport {
         grokflow_version: env!("CARGO_PKG_VERSION").into(),
         config: cfg.clone(),
-        passed: out.iter().all(|s| s.passed),
+        passed: interrupted.is_none() && out.iter().all(|s| s.passed),
         systems: out,
         wall_s: started.elapsed().as_secs_f64(),
+        interrupted,
     })
 }
 

@@ -98,6 +98,13 @@ pub fn report_markdown(r: &ValidationReport, figures: impl Fn(&str) -> Vec<Strin
         r.wall_s,
         r.grokflow_version
     );
+    if let Some(system) = &r.interrupted {
+        out += &format!(
+            "**Interrupted** (Ctrl-C) while validating {system}: this report holds the {} \
+             systems finished before it.\n\n",
+            r.systems.len()
+        );
+    }
     out += "What is measured (DESIGN.md §1): for each λ, against references computed once at tight tolerance — \
             the unregularised flow θ₀(t), Φ(θ_init), the limiting flow θ_M(τ) on M and its limit θ_M^∞:\n\n";
     out += &format!(

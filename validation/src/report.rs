@@ -137,4 +137,8 @@ pub struct ValidationReport {
     pub passed: bool,
     /// Wall time (seconds).
     pub wall_s: f64,
+    /// The system being validated when the run was stopped (Ctrl-C): the report holds the
+    /// systems finished before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }

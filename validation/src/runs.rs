@@ -13,6 +13,7 @@ use grokflow_systems::System;
 
 use crate::config::{Defect, ValidationConfig, ValidationError};
 use crate::report::LambdaRow;
+use crate::watch::{StopWhen, Watch};
 
 /// F + shift·‖θ‖²/2: the injected defects of the λ-flow.
 struct Shifted<'a> {
@@ -110,6 +111,7 @@ pub(crate) fn tau_grok(curve: &[(f64, f64)], test_phi: f64) -> Option<f64> {
     None
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     flow: &GradientFlow<'_>,
     theta0: &[f64],
@@ -117,8 +119,10 @@ fn run(
     rtol: f64,
     atol: f64,
     grid_t: &[f64],
+    watch: &dyn Watch,
 ) -> Result<(Trajectory, usize, Vec<f64>), String> {
     let mut rec = Recorder::new(*flow, &grokflow_engine::NoObservables, grid_t).keep_states(true);
+    let mut stop = StopWhen(watch);
     let out = integrate(
         flow,
         theta0,
@@ -130,7 +134,7 @@ fn run(
             max_steps: 1_000_000,
             ..Default::default()
         },
-        &mut [&mut rec],
+        &mut [&mut rec, &mut stop],
     )
     .map_err(|e| e.to_string())?;
     if out.stop != StopReason::Finished {
@@ -142,6 +146,7 @@ fn run(
 pub(crate) fn references(
     system: &dyn System,
     cfg: &ValidationConfig,
+    watch: &dyn Watch,
 ) -> Result<(References, grokflow_engine::LimitingResult, f64), ValidationError> {
     let name = system.name().to_string();
     let err = |what: String| ValidationError::Reference {
@@ -158,7 +163,7 @@ pub(crate) fn references(
             atol: cfg.atol / cfg.tight_factor,
             ..PhiOptions::default()
         },
-        &mut [],
+        &mut [&mut StopWhen(watch)],
     )
     .map_err(|e| err(format!("Φ(θ_init): {e}")))?;
     let t_grid = log_time_grid(1e-3, cfg.t_fast, 40);
@@ -170,6 +175,7 @@ pub(crate) fn references(
         tight,
         cfg.atol / cfg.tight_factor,
         &t_grid,
+        watch,
     )
     .map_err(|e| err(format!("unregularised flow: {e}")))?;
     let mut tau_grid: Vec<f64> = vec![0.0];
@@ -182,6 +188,7 @@ pub(crate) fn references(
     let lim_opts = LimitingOptions {
         tau_end: cfg.tau_end,
         rtol: cfg.limiting_rtol,
+        projector: cfg.projector,
         ..LimitingOptions::default()
     };
     let problem = LimitingProblem {
@@ -192,7 +199,7 @@ pub(crate) fn references(
         taus: &tau_grid,
         lambda: 1.0,
     };
-    let lim = limiting_flow(&problem, &lim_opts, &mut [])
+    let lim = limiting_flow(&problem, &lim_opts, &mut [&mut StopWhen(watch)])
         .map_err(|e| err(format!("limiting flow: {e}")))?;
     // The limiting flow's own floor: its change at a 100× tighter tolerance.
     let tighter = LimitingOptions {
@@ -200,7 +207,7 @@ pub(crate) fn references(
         tau_limit_max: cfg.tau_end,
         ..lim_opts
     };
-    let lim_tight = limiting_flow(&problem, &tighter, &mut [])
+    let lim_tight = limiting_flow(&problem, &tighter, &mut [&mut StopWhen(watch)])
         .map_err(|e| err(format!("limiting flow: {e}")))?;
     let floor = max_distance(&lim.trajectory.states, &lim_tight.trajectory.states, 0);
     let refs = References {
@@ -221,6 +228,7 @@ pub(crate) fn run_lambda(
     refs: &References,
     cfg: &ValidationConfig,
     lambda: f64,
+    watch: &dyn Watch,
 ) -> Result<LambdaRow, String> {
     let started = Instant::now();
     let shifted;
@@ -250,6 +258,7 @@ pub(crate) fn run_lambda(
         cfg.rtol,
         cfg.atol,
         &refs.t_grid,
+        watch,
     )?;
     let (f1t, _, _) = run(
         &fast,
@@ -258,6 +267,7 @@ pub(crate) fn run_lambda(
         tight,
         atol_tight,
         &refs.t_grid,
+        watch,
     )?;
     let e1 = max_distance(&f1.states, &refs.theta0, 0);
     let e1t = max_distance(&f1t.states, &refs.theta0, 0);
@@ -273,6 +283,7 @@ pub(crate) fn run_lambda(
         cfg.rtol,
         cfg.atol,
         &t_grid,
+        watch,
     )?;
     let (s2t, _, _) = run(
         &slow,
@@ -281,6 +292,7 @@ pub(crate) fn run_lambda(
         tight,
         atol_tight,
         &t_grid,
+        watch,
     )?;
     let from = refs
         .tau_grid
@@ -317,7 +329,7 @@ pub(crate) fn run_lambda(
             max_steps: 50_000,
             ..Default::default()
         },
-        &mut [&mut stat],
+        &mut [&mut stat, &mut StopWhen(watch)],
     )
     .map_err(|e| e.to_string())?;
     let stationary = matches!(out.stop, StopReason::Converged { .. });

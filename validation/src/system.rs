@@ -11,25 +11,52 @@ use crate::config::{ValidationConfig, ValidationError};
 use crate::fit::fit_power;
 use crate::report::{Check, LambdaRow, SystemValidation, Verdict};
 use crate::runs::{references, run_lambda, tau_grok};
+use crate::watch::{Unwatched, Watch};
 
 /// Validates one system over the sweep (the λ's in parallel).
 pub fn validate_system(
     system: &dyn System,
     cfg: &ValidationConfig,
 ) -> Result<SystemValidation, ValidationError> {
+    validate_system_watched(system, cfg, &Unwatched)
+}
+
+/// [`validate_system`] reporting its progress to `watch` and stopping when it says so
+/// ([`ValidationError::Interrupted`]).
+pub fn validate_system_watched(
+    system: &dyn System,
+    cfg: &ValidationConfig,
+    watch: &dyn Watch,
+) -> Result<SystemValidation, ValidationError> {
     cfg.validate()?;
     let started = Instant::now();
-    let (refs, lim, limiting_floor) = references(system, cfg)?;
+    let name = system.name().to_string();
+    let interrupted = || ValidationError::Interrupted(name.clone());
+    let refs = references(system, cfg, watch);
+    if watch.stopped() {
+        return Err(interrupted());
+    }
+    let (refs, lim, limiting_floor) = refs?;
+    watch.finished(&name, None);
     let mut lambdas = cfg.lambdas.clone();
     lambdas.sort_by(|a, b| b.total_cmp(a));
-    let rows: Vec<LambdaRow> = lambdas
+    let rows: Result<Vec<LambdaRow>, String> = lambdas
         .par_iter()
-        .map(|&l| run_lambda(system, &refs, cfg, l))
-        .collect::<Result<_, _>>()
-        .map_err(|what| ValidationError::Reference {
-            system: system.name().into(),
-            what,
-        })?;
+        .map(|&l| {
+            let row = run_lambda(system, &refs, cfg, l, watch);
+            if row.is_ok() {
+                watch.finished(&name, Some(l));
+            }
+            row
+        })
+        .collect();
+    if watch.stopped() {
+        return Err(interrupted());
+    }
+    let rows = rows.map_err(|what| ValidationError::Reference {
+        system: name.clone(),
+        what,
+    })?;
     let mu_col = lim.trajectory.extra_columns.iter().position(|c| c == "mu");
     let mu_curve: Vec<(f64, f64)> = mu_col
         .map(|i| {

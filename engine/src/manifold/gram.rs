@@ -609,8 +609,9 @@ fn subtract_kept(rows: &RowsAt<'_>, y: &DMat, et: &mut DMat) {
     }
 }
 
-/// The rows and rank of a fresh split at θ from G = JJᵀ (pivoted Cholesky), for when a
-/// spectral decomposition costs too much: (rows, kernel dimension d − ρ, gap estimate).
+/// The rows of a fresh split at θ from G = JJᵀ (pivoted Cholesky, ρ of them if given), for
+/// when a spectral decomposition costs too much, with the pivots' square roots (empty when
+/// G is well enough conditioned for every row to be kept at once).
 pub(crate) fn fresh_rows(
     res: &dyn Residuals,
     theta: &[f64],
@@ -619,6 +620,26 @@ pub(crate) fn fresh_rows(
     let m = res.count();
     let mut g = DMat::zeros(m, m);
     res.gram_into(theta, g.as_mut());
+    if rho.is_none_or(|r| r >= m) {
+        // Every row, when G is positive definite with σ_min/σ₁ ≥ 1e-4: no ratio inside the
+        // spectrum can then beat the one from σ_min to the noise, and the split keeps all m.
+        // One blocked Cholesky factorisation instead of the pivoted one's m³/3 scalar steps.
+        if let Ok(f) = Factorisation::cholesky_owned(g.clone()) {
+            let (top, _) = lanczos_max(m, |v, o| matvec_into(g.as_ref(), v, o), None, 30, 1e-3);
+            let solve = |v: &[f64], o: &mut [f64]| {
+                o.copy_from_slice(v);
+                f.solve_vec(o)
+            };
+            let (inv, _) = lanczos_max(m, solve, None, 30, 1e-3);
+            if inv.is_finite() && inv > 0.0 && (inv * top).recip() >= 1e-8 {
+                let all = Rows {
+                    kept: (0..m).collect(),
+                    rest: Vec::new(),
+                };
+                return (all, Vec::new());
+            }
+        }
+    }
     let top = (0..m).map(|i| g[(i, i)]).fold(0.0f64, f64::max).sqrt();
     let noise = (top * f64::EPSILON.sqrt() * (m as f64).sqrt()).max(f64::MIN_POSITIVE);
     Rows::pivoted(&g, rho, noise)
