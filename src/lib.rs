@@ -9,6 +9,7 @@
 //! parse, call this crate, and print.
 
 pub mod cli;
+pub mod memory;
 pub mod model;
 pub mod output;
 pub mod progress;

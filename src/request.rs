@@ -18,10 +18,13 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
         lambda: lambda.or(run.lambda),
         ..run.clone()
     };
-    let resolved = args.resolve(&preset_run, 10.0);
+    let resolved = args.resolve(&preset_run, req.spec.default_tau_end);
+    if run.lr.is_some() && !matches!(resolved.method, Method::GradientDescent { .. }) {
+        bail!("--lr is the step of gradient descent; it applies with --method gd only");
+    }
     if let Some(tau) = run.tau_end {
         if !(tau.is_finite() && tau > 0.0) {
-            bail!("--tau-end must be a positive finite number, got {tau}");
+            bail!("--tau-end must be a positive finite number, got {tau:e}");
         }
     }
     let max_steps = run.max_steps.unwrap_or(match resolved.method {
@@ -69,13 +72,16 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
     Ok(cfg)
 }
 
-/// The instance of `req` (see `instance`), with derived derivatives if asked.
+/// The instance of `req` (see `instance`), with derived derivatives if asked; refused before
+/// it is generated if a run of `cfg` on it (`copies` at once) cannot fit in memory.
 pub fn build_system(
     req: &SimulateRequest,
     settings: &Settings,
     seed: Option<u64>,
+    cfg: &RunConfig,
+    copies: usize,
 ) -> Result<(Box<dyn System>, InstanceSummary)> {
-    let (system, summary) = instance(req, settings, seed)?;
+    let (system, summary) = instance(req, settings, seed, cfg, copies)?;
     if req.run.derivatives == DerivativesArg::Derived {
         let derived = system.derived().ok_or_else(|| {
             anyhow::anyhow!(
@@ -94,6 +100,8 @@ fn instance(
     req: &SimulateRequest,
     settings: &Settings,
     seed: Option<u64>,
+    cfg: &RunConfig,
+    copies: usize,
 ) -> Result<(Box<dyn System>, InstanceSummary)> {
     let spec = req.spec;
     if let Some(path) = &req.run.instance {
@@ -107,6 +115,18 @@ fn instance(
                 path.display()
             );
         }
+        // Generation parameters (sizes, seed…) are fixed by the file: giving one is a mistake.
+        if let Some(p) = spec
+            .params
+            .iter()
+            .find(|p| !p.model && settings.is_given(p.name))
+        {
+            bail!(
+                "--{} sets how an instance is generated and does not apply with --instance (the \
+                 file fixes it); drop it, or generate the instance without --instance",
+                p.name
+            );
+        }
         let model_given = spec
             .params
             .iter()
@@ -114,12 +134,14 @@ fn instance(
         if model_given {
             system = system.with_model(settings)?;
         }
+        crate::memory::check(&crate::memory::footprint_of(system.as_ref()), cfg, copies)?;
         let dim = system.dim();
+        let params = system.params_json();
         let summary = InstanceSummary {
             source: "file".into(),
             path: Some(path.clone()),
             dim,
-            params: None,
+            params: (!params.is_null()).then_some(params),
         };
         return Ok((system, summary));
     }
@@ -127,6 +149,7 @@ fn instance(
         Some(s) => settings.clone().with("seed", s.to_string())?,
         None => settings.clone(),
     };
+    crate::memory::check(&(spec.footprint)(&settings)?, cfg, copies)?;
     let system = (spec.generate)(&settings)?;
     let summary = InstanceSummary {
         source: "generated".into(),

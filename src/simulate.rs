@@ -1,7 +1,7 @@
 //! What `simulate` does with a parsed request: its configuration, the instance (generated
 //! or read), one run or a sweep, the run directory and the text for the terminal.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::SimulateRequest;
 use crate::output::{human_summary, sweep_table, write_atomic, write_run};
@@ -45,8 +45,16 @@ pub fn simulate(req: &SimulateRequest) -> Result<Finished> {
         };
         return Ok(Finished { text, code });
     }
-    let (system, instance) = build_system(req, &req.settings(), None)?;
+    if run.shard.is_some() {
+        bail!("--shard splits a sweep; give one with --lambdas, --seeds or --sweep");
+    }
+    let (system, instance) = build_system(req, &req.settings(), None, &cfg, 1)?;
     if let Some(path) = &run.save_instance {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!("creating the folder of --save-instance {}", path.display())
+            })?;
+        }
         write_atomic(path, system.instance_json().as_bytes())
             .with_context(|| format!("writing --save-instance {}", path.display()))?;
     }

@@ -21,6 +21,12 @@ pub struct PointSummary {
     pub norm: f64,
     /// ‖∇F(θ)‖.
     pub grad_norm: f64,
+    /// Accuracy on the training data, for classification systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    /// Accuracy on the test data, for classification systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
 }
 
 /// Φ(θ_init) and how it was computed.
@@ -42,6 +48,12 @@ pub struct PhiSummary {
     /// when it was affordable to measure: the phases separate only for λ ≪ μ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mu: Option<f64>,
+    /// Accuracy on the training data at Φ(θ_init), for classification systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
+    /// Accuracy on the test data at Φ(θ_init), for classification systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
     /// Work of the unregularised flow (BDF).
     pub stats: SolverStats,
 }

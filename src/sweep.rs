@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use grokflow_plots::{function_figure, render, FunctionTable};
+use grokflow_plots::{collapse_figure, function_figure, render, FunctionTable};
 use grokflow_systems::System;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -113,6 +113,138 @@ fn parse_sweep(req: &SimulateRequest) -> Result<Option<(&'static str, Vec<String
     Ok(Some((param.name, values)))
 }
 
+/// `--shard K/N` as (K, N), 1 ≤ K ≤ N.
+fn parse_shard(text: Option<&str>) -> Result<Option<(usize, usize)>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let parsed = text.split_once('/').and_then(|(k, n)| {
+        Some((
+            k.trim().parse::<usize>().ok()?,
+            n.trim().parse::<usize>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((k, n)) if (1..=n).contains(&k) && n <= 100_000 => Ok(Some((k, n))),
+        _ => bail!("--shard takes K/N with 1 ≤ K ≤ N ≤ 100000 (for example 3/16), got \"{text}\""),
+    }
+}
+
+/// What identifies a sweep: the system, its parameters, the lists and the run settings.
+/// Shards of one sweep carry the same signature; `merge` refuses shards that do not.
+fn signature(
+    req: &SimulateRequest,
+    base: &RunConfig,
+    lambdas: &[Option<f64>],
+    seeds: &[Option<u64>],
+    values: &[Option<String>],
+) -> String {
+    let params: Vec<(String, String)> = req
+        .typed
+        .given()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    serde_json::json!({
+        "system": req.spec.name,
+        "preset": req.preset.map(|p| p.name),
+        "params": params,
+        "sweep": req.run.sweep,
+        "instance": req.run.instance,
+        "lambdas": lambdas,
+        "seeds": seeds,
+        "values": values,
+        "method": base.method.name(),
+        "time": format!("{:?}", base.time),
+        "rtol": base.rtol,
+        "atol": base.atol,
+        "tau_end": req.run.tau_end,
+        "t_end": req.run.t_end,
+        "linear_solver": base.linear_solver.name(),
+        "limiting_flow": req.run.limiting_flow,
+        "derivatives": format!("{:?}", req.run.derivatives),
+    })
+    .to_string()
+}
+
+/// One shard's part of a sweep summary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// The sweep's signature (see `signature`).
+    pub signature: String,
+    /// (K, N).
+    pub shard: (usize, usize),
+    /// Runs in the whole sweep.
+    pub jobs: usize,
+    /// This shard's runs, with their places in the sweep.
+    pub entries: Vec<(usize, SweepEntry)>,
+}
+
+/// Joins the shard summaries found in `dirs` into one sweep summary written to `out`
+/// (sweep_summary.json and .csv); refuses shards of different sweeps, a shard given twice
+/// and a missing one.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    let mut parts: Vec<(PathBuf, ShardFile)> = Vec::new();
+    for dir in dirs {
+        let listing = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the shard directory {}", dir.display()))?;
+        for f in listing {
+            let path = f?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.starts_with("sweep_summary.shard-") && name.ends_with(".json") {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let part: ShardFile = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a shard summary", path.display()))?;
+                parts.push((path, part));
+            }
+        }
+    }
+    let Some((first_path, first)) = parts.first() else {
+        bail!("no shard summaries (sweep_summary.shard-K-of-N.json) in the directories given");
+    };
+    let n = first.shard.1;
+    let mut seen: Vec<Option<PathBuf>> = vec![None; n];
+    for (path, part) in &parts {
+        if part.signature != first.signature || part.shard.1 != n || part.jobs != first.jobs {
+            bail!(
+                "{} and {} are shards of different sweeps (their systems, lists or settings \
+                 differ); merge the shards of one sweep at a time",
+                first_path.display(),
+                path.display()
+            );
+        }
+        let k = part.shard.0;
+        if let Some(other) = &seen[k - 1] {
+            bail!(
+                "shard {k} of {n} is given twice ({} and {})",
+                other.display(),
+                path.display()
+            );
+        }
+        seen[k - 1] = Some(path.clone());
+    }
+    let missing: Vec<String> = (1..=n)
+        .filter(|k| seen[k - 1].is_none())
+        .map(|k| k.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "shard(s) {} of {n} are missing: merge once every part has finished",
+            missing.join(", ")
+        );
+    }
+    let mut entries: Vec<(usize, SweepEntry)> =
+        parts.into_iter().flat_map(|(_, p)| p.entries).collect();
+    entries.sort_by_key(|(i, _)| *i);
+    let entries: Vec<SweepEntry> = entries.into_iter().map(|(_, e)| e).collect();
+    prepare_dir(out)?;
+    write_sweep(out, &entries)
+}
+
 /// Refuses a list that names the same run twice (the runs would share a directory).
 fn distinct<T: PartialEq + std::fmt::Display>(flag: &str, values: &[T]) -> Result<()> {
     for (i, v) in values.iter().enumerate() {
@@ -197,6 +329,24 @@ pub fn run_sweep(
             }
         }
     }
+    let shard = parse_shard(run.shard.as_deref())?;
+    let signature = signature(req, base, &lambdas, &seeds, &values);
+    let all_jobs = jobs.len();
+    let indices: Vec<usize> = (0..all_jobs)
+        .filter(|i| shard.is_none_or(|(k, n)| i % n == k - 1))
+        .collect();
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| indices.contains(i))
+        .map(|(_, j)| j)
+        .collect();
+    if jobs.is_empty() {
+        bail!(
+            "shard {} has no runs: the sweep has only {all_jobs}",
+            run.shard.as_deref().unwrap_or_default()
+        );
+    }
     let name = param.map(|(n, _)| n);
     // Each instance (seed × value) is built once, before any run: a bad value is refused
     // before anything is written, and the λ's of one instance share it.
@@ -212,9 +362,14 @@ pub fn run_sweep(
         if let (Some(n), Some(v)) = (name, &job.value) {
             settings.set(n, v.clone())?;
         }
-        let (system, summary) = build_system(req, &settings, job.seed)?;
+        let copies = run
+            .threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .min(jobs.len());
+        let (system, summary) = build_system(req, &settings, job.seed, base, copies)?;
         instances.push((job.seed, job.value.clone(), system, summary));
     }
+    crate::cli::check_threads(run.threads)?;
     prepare_dir(&out)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(run.threads.unwrap_or(0))
@@ -229,7 +384,8 @@ pub fn run_sweep(
             out.display()
         );
     }
-    let results: Vec<Result<(SweepEntry, Option<Vec<f64>>)>> = pool.install(|| {
+    type Done = (SweepEntry, Option<Vec<f64>>, Option<(f64, Vec<(f64, f64)>)>);
+    let results: Vec<Result<Done>> = pool.install(|| {
         jobs.par_iter()
             .map(|job| {
                 let (_, _, system, summary) = instances
@@ -240,18 +396,46 @@ pub fn run_sweep(
                 write_run(system.as_ref(), &record, &job.cfg)?;
                 let entry = SweepEntry::of(&record.summary, &job.cfg.out, job.value.clone());
                 let last = final_function(system.as_ref(), &record);
-                Ok((entry, last))
+                let accuracy = record
+                    .trajectory
+                    .extra_columns
+                    .iter()
+                    .position(|c| c == "test_accuracy")
+                    .map(|i| {
+                        let pts = record
+                            .trajectory
+                            .samples
+                            .iter()
+                            .map(|x| (x.t, x.extra[i]))
+                            .collect();
+                        (job.cfg.lambda, pts)
+                    });
+                Ok((entry, last, accuracy))
             })
             .collect()
     });
     let mut entries = Vec::new();
     let mut functions = Vec::new();
+    let mut accuracies = Vec::new();
     for r in results {
-        let (e, f) = r?;
+        let (e, f, a) = r?;
         entries.push(e);
         functions.push(f);
+        accuracies.extend(a);
     }
     let mut files = Vec::new();
+    if let Some((k, n)) = shard {
+        let part = ShardFile {
+            signature,
+            shard: (k, n),
+            jobs: all_jobs,
+            entries: indices.into_iter().zip(entries.clone()).collect(),
+        };
+        let path = out.join(format!("sweep_summary.shard-{k}-of-{n}.json"));
+        write_json(&path, &part)?;
+        files.push(path);
+        return Ok((entries, files));
+    }
     if let Some(n) = name {
         let first = instances[0].2.as_ref();
         files.extend(compare_functions(
@@ -262,6 +446,21 @@ pub fn run_sweep(
             &mut entries,
             &functions,
         )?);
+    }
+    // A λ sweep of a classification system: its test accuracy against t and against τ.
+    let mut lambdas_seen: Vec<f64> = accuracies.iter().map(|a| a.0).collect();
+    lambdas_seen.dedup();
+    if base.plot && lambdas_seen.len() > 1 {
+        accuracies.sort_by(|a, b| b.0.total_cmp(&a.0));
+        accuracies.dedup_by(|a, b| a.0 == b.0);
+        let path = out.join("sweep_accuracy.png");
+        let title = format!("{} · test accuracy over a λ sweep", req.spec.name);
+        render(
+            &collapse_figure(&title, "test accuracy", &accuracies),
+            &path,
+        )
+        .context("rendering sweep_accuracy.png")?;
+        files.push(path);
     }
     files.extend(write_sweep(&out, &entries)?);
     Ok((entries, files))

@@ -10,7 +10,7 @@ use grokflow_plots::render;
 use grokflow_systems::System;
 use grokflow_validation::markdown::report_markdown;
 use grokflow_validation::{
-    instances, validate, validate_system_watched, ValidationConfig, ValidationReport,
+    instances, validate, validate_system_watched, Outcome, ValidationConfig, ValidationReport,
 };
 
 use crate::cli::ProjectorArg;
@@ -25,7 +25,7 @@ use crate::simulate::Finished;
 #[derive(Debug, Parser)]
 #[command(name = "validate", version)]
 pub struct ValidateArgs {
-    /// Small instances and λ ∈ {1e-1, …, 1e-4}: seconds (what the test suite runs).
+    /// Small instances and λ ∈ {1e-1, 1e-2, …, 1e-8}: seconds (what the test suite runs).
     #[arg(long)]
     pub quick: bool,
     /// Report name [default: "default", or "quick" with --quick].
@@ -37,7 +37,7 @@ pub struct ValidateArgs {
     /// Only these systems (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub systems: Option<Vec<String>>,
-    /// The λ sweep (comma separated) [default: 10^{-k/2}, k = 2…16; quick: 1e-1 … 1e-4].
+    /// The λ sweep (comma separated) [default: 10^{-k/2}, k = 2…16; quick: 1e-1, 1e-2, … 1e-8].
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub lambdas: Option<Vec<f64>>,
     /// Worker threads [default: all cores]. Results do not depend on it.
@@ -51,9 +51,9 @@ pub struct ValidateArgs {
     pub projector: ProjectorArg,
 }
 
-/// Runs the validation `args` asks for and writes its report. Exit codes: 0 every check
-/// passed (or was not assessed), 2 a check failed, 130 interrupted by Ctrl-C (the report then
-/// holds the systems finished before it).
+/// Runs the validation `args` asks for and writes its report. Exit codes: 0 every applicable
+/// check passed, 2 a check failed, 4 inconclusive (none failed, some could not be assessed),
+/// 130 interrupted by Ctrl-C (the report then holds the systems finished before it).
 pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
     let name = args
         .name
@@ -65,7 +65,7 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         .unwrap_or_else(|| PathBuf::from("runs/validation").join(&name));
     let mut cfg = ValidationConfig::default();
     if args.quick {
-        cfg.lambdas = vec![1e-1, 1e-2, 1e-3, 1e-4];
+        cfg.lambdas = (1..=8).map(|k| 10f64.powi(-k)).collect();
     }
     if let Some(l) = &args.lambdas {
         cfg.lambdas = l.clone();
@@ -85,6 +85,7 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         }
         systems.retain(|(n, _)| only.contains(n));
     }
+    crate::cli::check_threads(args.threads)?;
     prepare_dir(&out)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
@@ -102,7 +103,7 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
         text += &format!(
             "validate: {:<18} {}  order E₁ {}  order E₂ {}  ({:.1} s)\n",
             s.system,
-            if s.passed { "passed" } else { "FAILED" },
+            s.outcome.word(),
             order(s.prop1_order),
             order(s.prop2_order),
             s.wall_s
@@ -119,12 +120,16 @@ pub fn run_validation(args: &ValidateArgs) -> Result<Finished> {
     }
     text += &format!(
         "validation {} — wrote {}/report.md\n",
-        if report.passed { "passed" } else { "FAILED" },
+        report.outcome.word(),
         out.display()
     );
     Ok(Finished {
         text,
-        code: if report.passed { 0 } else { 2 },
+        code: match report.outcome {
+            Outcome::Passed => 0,
+            Outcome::Failed => 2,
+            Outcome::Inconclusive => 4,
+        },
     })
 }
 
@@ -166,6 +171,7 @@ pub fn validate_model(
         grokflow_version: env!("CARGO_PKG_VERSION").into(),
         config: cfg.clone(),
         passed: one.passed,
+        outcome: one.outcome,
         systems: vec![one],
         wall_s: started.elapsed().as_secs_f64(),
         interrupted: None,

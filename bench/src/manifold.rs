@@ -12,16 +12,17 @@ use anyhow::{bail, Context, Result};
 use grokflow::RunConfig;
 use grokflow_engine::la::{distance, norm};
 use grokflow_engine::{integrate, GradientFlow, Method, Options, Projector, Time, TimeScale};
-use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
 use serde::{Deserialize, Serialize};
 
 /// One run to make in a child process.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunSpec {
-    /// n₁ = n₂ of matrix completion (20: the defaults).
-    pub n: usize,
-    /// Width r of the factors.
-    pub width: usize,
+    /// The system (registry name).
+    pub system: String,
+    /// Its parameters (name, value) beyond the defaults.
+    pub settings: Vec<(String, String)>,
+    /// With the limiting flow.
+    pub limiting: bool,
     /// λ.
     pub lambda: f64,
     /// The limiting flow's projector.
@@ -51,6 +52,12 @@ pub struct RunMeasure {
     pub fast_phase: Option<(f64, usize)>,
     /// The limiting flow's summary (stop, stats, drift, μ…).
     pub limiting: serde_json::Value,
+    /// summary.json's `final` section.
+    #[serde(default)]
+    pub final_state: serde_json::Value,
+    /// summary.json's `phi` section.
+    #[serde(default)]
+    pub phi_state: serde_json::Value,
     /// Peak resident memory of the process (MB).
     pub peak_rss_mb: Option<f64>,
 }
@@ -63,15 +70,28 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The matrix-completion instance of `spec`: n₁ = n₂ = n, width r, otherwise the defaults
-/// (rank 3, 70% observed, N(0, 1) factors, seed 0).
-fn instance(spec: &RunSpec) -> Result<MatrixCompletion> {
-    Ok(MatrixCompletion::generate(&CompletionParams {
-        n1: spec.n,
-        n2: spec.n,
-        width: spec.width,
-        ..CompletionParams::default()
-    })?)
+/// The instance of `spec`.
+fn instance(spec: &RunSpec) -> Result<Box<dyn grokflow_systems::System>> {
+    let entry = grokflow_systems::find(&spec.system)
+        .with_context(|| format!("no system {}", spec.system))?;
+    let mut settings = grokflow_systems::Settings::new(entry.params);
+    for (k, v) in &spec.settings {
+        settings.set(k, v.clone())?;
+    }
+    Ok((entry.generate)(&settings)?)
+}
+
+/// Matrix completion with n₁ = n₂ = n and width r, otherwise the defaults (rank 3, 70%
+/// observed, N(0, 1) factors, seed 0).
+fn completion(n: usize, width: usize) -> (String, Vec<(String, String)>) {
+    (
+        "matrix-completion".into(),
+        vec![
+            ("n1".into(), n.to_string()),
+            ("n2".into(), n.to_string()),
+            ("width".into(), width.to_string()),
+        ],
+    )
 }
 
 /// The child's side: runs `spec`, writes the run directory and the limiting flow's sampled
@@ -79,17 +99,22 @@ fn instance(spec: &RunSpec) -> Result<MatrixCompletion> {
 pub fn child(spec_json: &str) -> Result<()> {
     let spec: RunSpec = serde_json::from_str(spec_json).context("--limiting-run takes JSON")?;
     let system = instance(&spec)?;
+    let system = system.as_ref();
+    let entry = grokflow_systems::find(&spec.system).expect("found by instance()");
     let mut cfg = RunConfig::default()
         .lambda(spec.lambda)
-        .limiting_flow()
+        .tau_end(entry.default_tau_end)
         .out(&spec.out)
         .quiet();
+    if spec.limiting {
+        cfg = cfg.limiting_flow();
+    }
     if let Some(l) = cfg.limiting.as_mut() {
         l.projector = spec.projector;
     }
     let started = Instant::now();
-    let record = grokflow::run(&system, &cfg)?;
-    record.write(&system, &cfg)?;
+    let record = grokflow::run(system, &cfg)?;
+    record.write(system, &cfg)?;
     let wall_s = started.elapsed().as_secs_f64();
     let s = &record.summary;
     let phi = s
@@ -98,7 +123,7 @@ pub fn child(spec_json: &str) -> Result<()> {
         .map(|p| (p.stats.wall_s, p.stats.steps, p.t))
         .unwrap_or((0.0, 0, 0.0));
     let fast_phase = if spec.fast_phase {
-        let flow = GradientFlow::regularised(&system, spec.lambda, TimeScale::Slow)?;
+        let flow = GradientFlow::regularised(system, spec.lambda, TimeScale::Slow)?;
         let opts = Options {
             rtol: cfg.rtol,
             atol: cfg.atol,
@@ -125,15 +150,17 @@ pub fn child(spec_json: &str) -> Result<()> {
             serde_json::to_string(&states)?,
         )?;
     }
-    let m = grokflow_engine::Loss::residuals(&system).map_or(0, |r| r.count());
+    let m = system.residuals().map_or(0, |r| r.count());
     let measure = RunMeasure {
-        dim: grokflow_engine::Loss::dim(&system),
+        dim: system.dim(),
         residuals: m,
         wall_s,
         phi,
         flow: (s.stats.wall_s, s.stats.steps),
         fast_phase,
         limiting: serde_json::to_value(&s.limiting_flow)?,
+        final_state: serde_json::to_value(&s.final_state)?,
+        phi_state: serde_json::to_value(&s.phi)?,
         peak_rss_mb: peak_rss_mb(),
         spec,
     };
@@ -219,8 +246,9 @@ pub fn bench_limiting(
     mut progress: impl FnMut(&str),
 ) -> Result<LimitingBench> {
     let spec = |projector, k: usize| RunSpec {
-        n: 20,
-        width: 10,
+        system: completion(20, 10).0,
+        settings: completion(20, 10).1,
+        limiting: true,
         lambda: 1e-4,
         projector,
         out: scratch.join(format!("mc400-{}-{k}", projector_name(projector))),
@@ -253,8 +281,9 @@ pub fn bench_limiting(
         2 * large_n * large_n
     ));
     let large = spawn(&RunSpec {
-        n: large_n,
-        width: large_n,
+        system: completion(large_n, large_n).0,
+        settings: completion(large_n, large_n).1,
+        limiting: true,
         lambda: 1e-6,
         projector: Projector::Gram,
         out: scratch.join("large"),
@@ -409,7 +438,7 @@ pub fn limiting_markdown(b: &LimitingBench) -> String {
          Limiting flow: {stop}; {chol} Cholesky factorisations, {cg} CG iterations, {svd} SVDs; \
          max drift ‖∇F(θ_M)‖/‖∇F(θ_init)‖ = {drift:.1e} (retraction tolerance 1e-12); smallest \
          μ {mu:.1e}; θ_M^∞ {limit}. Peak memory {rss}.\n\n",
-        n = l.spec.n,
+        n = l.spec.settings[0].1,
         d = l.dim,
         m = l.residuals,
         phi_s = l.phi.0,
@@ -449,4 +478,112 @@ pub fn limiting_markdown(b: &LimitingBench) -> String {
         );
     }
     out
+}
+
+/// Modular addition at scale: one whole run at λ = 1e-6 in a child process, against gradient
+/// descent's time extrapolated from the measured cost of one gradient.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModularScale {
+    /// The run.
+    pub run: RunMeasure,
+    /// Gradient descent's step η = 1/(L + λ), L = ‖∇²F(θ_init)‖₂ (Lanczos).
+    pub gd_eta: f64,
+    /// Its iterations to the run's τ_end.
+    pub gd_iterations: f64,
+    /// One gradient, seconds (median of 21).
+    pub gradient_s: f64,
+}
+
+/// Runs the modular-addition instance `settings` (beyond the defaults) at λ = 1e-6.
+pub fn bench_modular(
+    settings: &[(&str, &str)],
+    scratch: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<ModularScale> {
+    let spec = RunSpec {
+        system: "modular".into(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        limiting: false,
+        lambda: 1e-6,
+        projector: Projector::Auto,
+        out: scratch.join("modular"),
+        fast_phase: false,
+    };
+    let system = instance(&spec)?;
+    progress(&format!(
+        "modular addition at scale (d = {}, m = {}), λ = 1e-6",
+        system.dim(),
+        system.residuals().map_or(0, |r| r.count())
+    ));
+    let run = spawn(&spec)?;
+    let theta = system.theta_init().to_vec();
+    let d = system.dim();
+    let (top, _) =
+        grokflow_engine::la::lanczos_max(d, |v, o| system.hvp_into(&theta, v, o), None, 40, 1e-4);
+    let gd_eta = 1.0 / (top + spec.lambda);
+    let tau_end = grokflow_systems::find("modular").map_or(30.0, |e| e.default_tau_end);
+    let gd_iterations = tau_end / (spec.lambda * gd_eta);
+    let mut times: Vec<f64> = (0..21)
+        .map(|_| {
+            let t0 = Instant::now();
+            let g = system.gradient(&theta);
+            std::hint::black_box(g);
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(ModularScale {
+        run,
+        gd_eta,
+        gd_iterations,
+        gradient_s: times[10],
+    })
+}
+
+/// The modular-addition paragraph of the scaling section.
+pub fn modular_markdown(m: &ModularScale) -> String {
+    let r = &m.run;
+    let p = |k: &str| {
+        r.spec
+            .settings
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or("default".to_string(), |(_, v)| v.clone())
+    };
+    let acc =
+        |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("—".into(), |x| format!("{x:.3}"));
+    let gd_s = m.gd_iterations * m.gradient_s;
+    format!(
+        "\n## Modular addition at scale\n\n\
+         p = {}, width {}, training fraction {} (d = {}, m = {} residuals), λ = 1e-6 in slow time \
+         to τ = 30, grokflow's BDF (auto linear solver), the whole run in a fresh process: \
+         **{:.1} s**, {} steps (Φ: {:.1} s, {} steps), peak memory {}. Train / test accuracy at \
+         Φ(θ_init) {} / {}, at the end {} / {}. Gradient descent with η = 1/(L + λ) = {:.2e} \
+         needs {:.2e} iterations to reach τ = 30; at {:.2e} s per gradient (measured) that is \
+         {:.2e} s ({:.1e} days): {:.1e}× the BDF run.\n",
+        p("p"),
+        p("width"),
+        p("train-fraction"),
+        r.dim,
+        r.residuals,
+        r.wall_s,
+        r.flow.1,
+        r.phi.0,
+        r.phi.1,
+        r.peak_rss_mb
+            .map_or("not measured".into(), |x| format!("{x:.0} MB")),
+        acc(&r.phi_state, "train_accuracy"),
+        acc(&r.phi_state, "test_accuracy"),
+        acc(&r.final_state, "train_accuracy"),
+        acc(&r.final_state, "test_accuracy"),
+        m.gd_eta,
+        m.gd_iterations,
+        m.gradient_s,
+        gd_s,
+        gd_s / 86400.0,
+        gd_s / r.wall_s,
+    )
 }

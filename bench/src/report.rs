@@ -174,6 +174,14 @@ pub fn run(cli: &Cli) -> Result<()> {
         &scratch,
         |what| eprintln!("bench {}: {what}", stamp()),
     );
+    let modular_settings: &[(&str, &str)] = if cli.quick {
+        &[("p", "23"), ("width", "64"), ("train-fraction", "0.3")]
+    } else {
+        &[("p", "31"), ("width", "96"), ("train-fraction", "0.25")]
+    };
+    let modular = crate::manifold::bench_modular(modular_settings, &scratch, |what| {
+        eprintln!("bench {}: {what}", stamp())
+    });
     let cvode = scipy && workprec::cvode_available();
     if scipy && !cvode {
         eprintln!("bench: scikit-sundae not found (pip install scikit-sundae); CVODE is skipped");
@@ -203,6 +211,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     std::fs::remove_dir_all(&scratch).ok();
     let points = points?;
     let limiting = limiting?;
+    let modular = modular?;
     let mut figure_paths = Vec::new();
     for (name, fig) in workprec::figures(&points, &wp_cfg) {
         let path = figures_dir.join(&name);
@@ -228,6 +237,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     text += &crate::manifold::limiting_markdown(&limiting);
     text += &workprec::targets_markdown(&points, &wp_cfg, scipy);
     text += &scaling::large_d_markdown(&large);
+    text += &crate::manifold::modular_markdown(&modular);
     text += &scaling::factorisations_markdown(&factor_rows);
     text += &workprec::markdown(&points, &wp_cfg, &figure_paths);
     write_atomic(&md_path, text.as_bytes())?;
@@ -236,7 +246,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         &serde_json::json!({
             "config": cfg, "linear": rows, "systems": systems, "limits": limits, "derived": derived,
             "workprecision": { "config": wp_cfg, "scipy": scipy, "cvode": cvode, "points": points },
-            "factorisations": factor_rows, "large_d": large, "limiting_flow": limiting,
+            "factorisations": factor_rows, "large_d": large, "limiting_flow": limiting, "modular": modular,
         }),
     )?;
     eprintln!(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the README's gallery from default runs of every system, and the committed
-# validation report (about a minute).
+# validation report (about five minutes).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=docs/figures
@@ -21,6 +21,9 @@ run diagonal diagonal --lambda 1e-4
 run relu-paper-fig3 relu --preset paper-fig3
 target/release/simulate relu --lambda 1e-3 --sweep sharpness=10,30,100,300,1000 --out runs/gallery-relu-sweep --quiet
 cp runs/gallery-relu-sweep/sweep.png "$out/relu-sweep.png"
+run modular modular --lambda 1e-4
+target/release/simulate modular --lambdas 1e-2,1e-3,1e-4,1e-5,1e-6 --out runs/gallery-modular-sweep --quiet
+cp runs/gallery-modular-sweep/sweep_accuracy.png "$out/modular-sweep.png"
 cargo build --release --example tanh_network
 target/release/examples/tanh_network --out runs/gallery-own-loss > /dev/null
 cp runs/gallery-own-loss/trajectory.png "$out/own-loss.png"

@@ -30,6 +30,11 @@ pub fn rounding_floor(lambda: f64) -> f64 {
     0.1 * f64::EPSILON / lambda
 }
 
+/// The weight decays grokflow accepts: below 1e-12 the rounding of ∇F amplified by 1/λ in
+/// slow time ([`rounding_floor`] > 2·10⁻⁵) exceeds any useful tolerance; above 1e6 weight
+/// decay dominates every loss.
+pub const LAMBDA_RANGE: (f64, f64) = (1e-12, 1e6);
+
 /// A time on one of the two clocks, saying which.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -25,7 +25,7 @@ pub mod stepping;
 pub use autodiff::{Derived, DerivedScalar, ResidualModel, Scalar, ScalarModel};
 pub use check::{check_derivatives, DerivativeReport};
 pub use error::EngineError;
-pub use flow::{rounding_floor, Clock, GradientFlow, Time, TimeScale};
+pub use flow::{rounding_floor, Clock, GradientFlow, Time, TimeScale, LAMBDA_RANGE};
 pub use grokking::{grokking_times, GrokkingTimes, FIT_RATIO};
 pub use integrate::integrate;
 pub use limiting::{
@@ -40,5 +40,6 @@ pub use method::{
 pub use phi::{phi, PhiOptions, PhiResult};
 pub use stepping::{
     drive, log_time_grid, BlowUpGuard, Control, DenseOutput, GradientBelow, Limits, Observer,
-    Outcome, Recorder, RunInfo, Sample, SolverStats, StepView, Stepper, StopReason, Trajectory,
+    Outcome, Recorder, RisingObjective, RunInfo, Sample, SolverStats, StepView, Stepper,
+    StopReason, Trajectory,
 };

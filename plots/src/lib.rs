@@ -6,7 +6,9 @@ mod extra;
 mod figure;
 mod trajectory;
 
-pub use extra::{function_figure, singular_values_figure, FunctionTable};
+pub use extra::{
+    collapse_figure, function_figure, singular_values_figure, spectrum_figure, FunctionTable,
+};
 pub use figure::{render, Figure, Legend, Panel, Series, SeriesStyle, VLine, PALETTE};
 pub use trajectory::{trajectory_figure, TrajectoryFigure};
 

@@ -31,7 +31,14 @@ fn points(
         .collect()
 }
 
-/// The figure: panel 1, train and test loss (log–log); panel 2, ‖θ‖ (log t).
+/// The samples of the extra column `name`, if the trajectory has it.
+fn column(traj: &Trajectory, name: &str) -> Option<Vec<(f64, f64)>> {
+    let i = traj.extra_columns.iter().position(|c| c == name)?;
+    Some(points(traj, |s| s.extra.get(i).copied()))
+}
+
+/// The figure: panel 1, train and test loss (log–log); panel 2, ‖θ‖ (log t); panel 3, for
+/// classification systems, train and test accuracy (log t).
 pub fn trajectory_figure(spec: &TrajectoryFigure<'_>) -> Figure {
     let traj = spec.trajectory;
     let mut vlines = Vec::new();
@@ -88,30 +95,57 @@ pub fn trajectory_figure(spec: &TrajectoryFigure<'_>) -> Figure {
             style: SeriesStyle::Dashed,
         });
     }
+    let accuracy: Vec<Series> = [
+        ("train accuracy", "train_accuracy", 0),
+        ("test accuracy", "test_accuracy", 1),
+    ]
+    .into_iter()
+    .filter_map(|(label, name, color)| {
+        column(traj, name).map(|points| Series {
+            label: label.into(),
+            points,
+            color: PALETTE[color],
+            style: SeriesStyle::Line,
+        })
+    })
+    .collect();
+    let mut panels = vec![
+        Panel {
+            title: "losses".into(),
+            x_label: "t".into(),
+            y_label: "loss".into(),
+            log_x: true,
+            log_y: true,
+            series: losses,
+            vlines: vlines.clone(),
+            legend: Legend::LowerLeft,
+        },
+        Panel {
+            title: "weight norm".into(),
+            x_label: "t".into(),
+            y_label: "‖θ‖".into(),
+            log_x: true,
+            log_y: false,
+            series: norms,
+            vlines: vlines.clone(),
+            legend: Legend::LowerLeft,
+        },
+    ];
+    if !accuracy.is_empty() {
+        panels.push(Panel {
+            title: "accuracy".into(),
+            x_label: "t".into(),
+            y_label: "accuracy".into(),
+            log_x: true,
+            log_y: false,
+            series: accuracy,
+            vlines,
+            legend: Legend::UpperLeft,
+        });
+    }
     Figure {
         title: spec.title.clone(),
-        panels: vec![
-            Panel {
-                title: "losses".into(),
-                x_label: "t".into(),
-                y_label: "loss".into(),
-                log_x: true,
-                log_y: true,
-                series: losses,
-                vlines: vlines.clone(),
-                legend: Legend::LowerLeft,
-            },
-            Panel {
-                title: "weight norm".into(),
-                x_label: "t".into(),
-                y_label: "‖θ‖".into(),
-                log_x: true,
-                log_y: false,
-                series: norms,
-                vlines,
-                legend: Legend::LowerLeft,
-            },
-        ],
+        panels,
         panel_width: 640,
         height: 480,
     }

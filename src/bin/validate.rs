@@ -1,6 +1,7 @@
 //! `validate`: measures the theory's claims as λ → 0 on every system and writes a report.
-//! Exit codes: 0 every check passed (or was not assessed), 1 an error, 2 a check failed,
-//! 130 interrupted (Ctrl-C; the report holds the systems finished).
+//! Exit codes: 0 every applicable check passed, 1 an error, 2 a check failed, 4 inconclusive
+//! (none failed, some could not be assessed), 130 interrupted (Ctrl-C; the report holds the
+//! systems finished).
 
 use std::process::ExitCode;
 

@@ -146,11 +146,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub threads: Option<usize>,
 
+    /// Run only the K-th of N disjoint parts of a sweep (K = 1…N): one line of a cluster's
+    /// array job; `simulate merge DIR` then joins the parts' summaries.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
     /// Integrate in fast time t or slow time τ = λt.
     #[arg(long, value_enum, default_value_t = TimeArg::Slow)]
     pub time: TimeArg,
 
-    /// End of the run in slow time τ = λt, so t_end = τ_end/λ [default: 10, or the preset's].
+    /// End of the run in slow time τ = λt, so t_end = τ_end/λ [default: 10 (modular: 30), or
+    /// the preset's].
     #[arg(long, allow_hyphen_values = true, conflicts_with = "t_end")]
     pub tau_end: Option<f64>,
 
@@ -181,11 +187,11 @@ pub struct RunArgs {
     pub derivatives: DerivativesArg,
 
     /// Relative tolerance of the adaptive methods.
-    #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
+    #[arg(long, default_value = "1e-8", allow_hyphen_values = true)]
     pub rtol: f64,
 
     /// Absolute tolerance of the adaptive methods.
-    #[arg(long, default_value_t = 1e-10, allow_hyphen_values = true)]
+    #[arg(long, default_value = "1e-10", allow_hyphen_values = true)]
     pub atol: f64,
 
     /// Stop after this many steps [default: 10⁶ for ODE methods, 10⁹ iterations for gd].
@@ -193,7 +199,7 @@ pub struct RunArgs {
     pub max_steps: Option<usize>,
 
     /// First positive sample time t (samples are log-spaced from here to the end, plus t = 0).
-    #[arg(long, default_value_t = 1e-2, allow_hyphen_values = true)]
+    #[arg(long, default_value = "1e-2", allow_hyphen_values = true)]
     pub t_min: f64,
 
     /// Samples per decade of t.
@@ -223,11 +229,11 @@ pub struct RunArgs {
     pub tau0: f64,
 
     /// KKT tolerance at which the limiting flow's end counts as its limit θ_M^∞.
-    #[arg(long, default_value_t = 1e-8, allow_hyphen_values = true)]
+    #[arg(long, default_value = "1e-8", allow_hyphen_values = true)]
     pub kkt_tol: f64,
 
     /// Local error tolerance of the limiting flow's Runge–Kutta steps.
-    #[arg(long, default_value_t = 1e-9, allow_hyphen_values = true)]
+    #[arg(long, default_value = "1e-9", allow_hyphen_values = true)]
     pub limiting_rtol: f64,
 
     /// How the limiting flow reaches the normal space of M.

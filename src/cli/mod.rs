@@ -14,6 +14,19 @@ pub use args::{
     DerivativesArg, LinearSolverArg, MethodArg, ProjectorArg, ResolvedRun, RunArgs, TimeArg,
 };
 
+/// The most worker threads a sweep or a validation takes.
+pub const MAX_THREADS: usize = 256;
+
+/// Refuses a thread count outside [1, `MAX_THREADS`].
+pub fn check_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    match threads {
+        Some(t) if !(1..=MAX_THREADS).contains(&t) => anyhow::bail!(
+            "--threads must lie in [1, {MAX_THREADS}], got {t} (the default is one per core)"
+        ),
+        _ => Ok(()),
+    }
+}
+
 const ABOUT: &str = "Simulate gradient flow with small weight decay, dθ/dt = −∇F(θ) − λθ: the \
 fast phase to the interpolating manifold, then the slow drift along it that lowers ‖θ‖ and \
 makes the test loss drop at t ~ 1/λ (grokking).";
@@ -133,15 +146,74 @@ pub fn simulate_command() -> Command {
     for spec in registry() {
         cmd = cmd.subcommand(system_command(spec));
     }
-    cmd
+    cmd.subcommand(
+        Command::new("merge")
+            .about("Join the shards of a sweep run with --shard K/N into one sweep summary")
+            .long_about(
+                "Join the shards of a sweep run with --shard K/N (sweep_summary.shard-K-of-N.json \
+                 in each shard's output directory) into one sweep_summary.json and .csv. Shards \
+                 of different sweeps, a shard given twice and a missing shard are refused.",
+            )
+            .arg(
+                Arg::new("dirs")
+                    .value_name("DIR")
+                    .help("Directories holding the shards' summaries (often one shared directory)")
+                    .num_args(1..)
+                    .required(true)
+                    .value_parser(clap::value_parser!(std::path::PathBuf)),
+            )
+            .arg(
+                Arg::new("out")
+                    .long("out")
+                    .help("Where the merged summary goes [default: the first DIR]")
+                    .value_parser(clap::value_parser!(std::path::PathBuf)),
+            ),
+    )
+}
+
+/// What `simulate` was asked to do.
+#[derive(Clone, Debug)]
+pub enum Invocation {
+    /// One run or a sweep of a system.
+    Run(Box<SimulateRequest>),
+    /// `simulate merge DIR… [--out DIR]`.
+    Merge {
+        /// The shards' directories.
+        dirs: Vec<std::path::PathBuf>,
+        /// Where the merged summary goes.
+        out: std::path::PathBuf,
+    },
 }
 
 /// Parses `simulate`'s arguments; clap's own errors (and --help) exit the process.
+pub fn parse_invocation(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Invocation {
+    let matches = simulate_command().get_matches_from(args);
+    if let Some(("merge", sub)) = matches.subcommand() {
+        let dirs: Vec<std::path::PathBuf> = sub
+            .get_many::<std::path::PathBuf>("dirs")
+            .map(|d| d.cloned().collect())
+            .unwrap_or_default();
+        let out = sub
+            .get_one::<std::path::PathBuf>("out")
+            .cloned()
+            .unwrap_or_else(|| dirs[0].clone());
+        return Invocation::Merge { dirs, out };
+    }
+    Invocation::Run(Box::new(request(&matches).unwrap_or_else(|e| e.exit())))
+}
+
+/// Parses the arguments of a run or sweep of a system; clap's own errors (and --help) exit
+/// the process, as does `merge` (see [`parse_invocation`]).
 pub fn parse_simulate(
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
 ) -> SimulateRequest {
-    let matches = simulate_command().get_matches_from(args);
-    request(&matches).unwrap_or_else(|e| e.exit())
+    match parse_invocation(args) {
+        Invocation::Run(r) => *r,
+        Invocation::Merge { .. } => {
+            eprintln!("error: `merge` is not a run; use parse_invocation");
+            std::process::exit(2)
+        }
+    }
 }
 
 fn request(matches: &ArgMatches) -> Result<SimulateRequest, clap::Error> {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use grokflow_plots::{
-    function_figure, render, singular_values_figure, trajectory_figure, FunctionTable,
-    TrajectoryFigure,
+    function_figure, render, singular_values_figure, spectrum_figure, trajectory_figure,
+    FunctionTable, TrajectoryFigure,
 };
 use grokflow_systems::System;
 
@@ -16,12 +16,13 @@ use crate::summary::States;
 
 /// Every file a run directory may hold: a rerun removes those it does not write again, so
 /// no stale file of an earlier run stays beside the new ones.
-const RUN_FILES: [&str; 9] = [
+const RUN_FILES: [&str; 10] = [
     "trajectory.csv",
     "states.json",
     "summary.json",
     "trajectory.png",
     "singular_values.png",
+    "fourier.png",
     "function.png",
     "limiting_flow.csv",
     "function.csv",
@@ -85,6 +86,26 @@ pub fn write_run(system: &dyn System, record: &RunRecord, cfg: &RunConfig) -> Re
         if let Some(fig) = singular_values_figure(&title, trajectory, cfg.lambda) {
             let png = dir.join("singular_values.png");
             render(&fig, &png).with_context(|| "rendering singular_values.png")?;
+            files.push(png);
+        }
+        // The Fourier spectrum of learned embeddings (modular arithmetic), at Φ(θ_init) and
+        // at the end.
+        let power = |v: &serde_json::Value| -> Vec<f64> {
+            v["fourier_power"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default()
+        };
+        let spectra = [
+            ("at Φ(θ_init)".to_string(), power(&summary.report.phi)),
+            (
+                format!("at t = {t_final:.2e}"),
+                power(&summary.report.final_state),
+            ),
+        ];
+        if let Some(fig) = spectrum_figure(&title, &spectra) {
+            let png = dir.join("fourier.png");
+            render(&fig, &png).with_context(|| "rendering fourier.png")?;
             files.push(png);
         }
         if let Some((table, _)) = &function {

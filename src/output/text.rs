@@ -18,9 +18,10 @@ pub fn human_summary(s: &RunSummary, files: &[PathBuf], dir: &Path) -> String {
         s.system,
         s.lambda,
         s.method,
-        match s.time {
-            TimeScale::Fast => "fast",
-            TimeScale::Slow => "slow",
+        match (s.method.as_str(), s.time) {
+            // Gradient descent steps in fast time whatever the clock asked for.
+            ("gd", _) | (_, TimeScale::Fast) => "fast",
+            (_, TimeScale::Slow) => "slow",
         },
         s.t_end,
         s.tau_end

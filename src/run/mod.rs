@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use grokflow_engine::{
     grokking_times, integrate, log_time_grid, phi, BlowUpGuard, GradientFlow, LimitingResult,
-    LinearSolver, Method, Options, PhiOptions, Recorder, Time, TimeScale, Trajectory, FIT_RATIO,
+    LinearSolver, Method, Options, PhiOptions, Recorder, RisingObjective, Time, TimeScale,
+    Trajectory, FIT_RATIO, LAMBDA_RANGE,
 };
 use grokflow_systems::System;
 
@@ -186,6 +187,12 @@ impl RunConfig {
     }
 }
 
+/// The most samples per decade of t.
+pub const MAX_PER_DECADE: usize = 1000;
+
+/// The most samples of one run.
+pub const MAX_SAMPLES: f64 = 1e6;
+
 fn check_config(cfg: &RunConfig) -> Result<()> {
     if let Some(l) = &cfg.limiting {
         for (name, v) in [
@@ -194,14 +201,27 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
             ("--limiting-rtol", l.rtol),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                bail!("{name} must be a positive finite number, got {v}");
+                bail!("{name} must be a positive finite number, got {v:e}");
             }
         }
     }
-    if !(cfg.lambda.is_finite() && cfg.lambda > 0.0) {
+    if !(cfg.lambda.is_finite() && (LAMBDA_RANGE.0..=LAMBDA_RANGE.1).contains(&cfg.lambda)) {
         bail!(
-            "--lambda must be a positive finite number, got {}",
+            "--lambda must lie in [{:e}, {:e}], got {:e}: below, the rounding of ∇F amplified \
+             by 1/λ in slow time (0.1·ε/λ > 2·10⁻⁵) exceeds any useful tolerance; above, \
+             weight decay dominates every loss",
+            LAMBDA_RANGE.0,
+            LAMBDA_RANGE.1,
             cfg.lambda
+        );
+    }
+    let rtol_ok = cfg.rtol > 0.0 && cfg.rtol <= 0.1;
+    let atol_ok = cfg.atol > 0.0 && cfg.atol <= 1.0;
+    if !(rtol_ok && atol_ok) {
+        bail!(
+            "--rtol must lie in (0, 0.1] and --atol in (0, 1], got {:e} and {:e}",
+            cfg.rtol,
+            cfg.atol
         );
     }
     if !(cfg.t_end().is_finite() && cfg.t_end() > 0.0) {
@@ -212,15 +232,35 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     }
     if !(cfg.t_min.is_finite() && cfg.t_min > 0.0) {
         bail!(
-            "--t-min must be a positive finite number, got {}",
+            "--t-min must be a positive finite number, got {:e}",
             cfg.t_min
         );
     }
-    if cfg.per_decade == 0 {
-        bail!("--per-decade must be at least 1");
+    if !(1..=MAX_PER_DECADE).contains(&cfg.per_decade) {
+        bail!(
+            "--per-decade must lie in [1, {MAX_PER_DECADE}], got {}",
+            cfg.per_decade
+        );
     }
-    if cfg.max_steps == 0 {
-        bail!("--max-steps must be at least 1");
+    if cfg.t_min >= cfg.t_end() {
+        bail!(
+            "--t-min {} must be below the end time t_end = {:e}",
+            cfg.t_min,
+            cfg.t_end()
+        );
+    }
+    let samples = cfg.per_decade as f64 * (cfg.t_end() / cfg.t_min).log10();
+    if samples > MAX_SAMPLES {
+        bail!(
+            "{samples:.2e} samples asked ({} per decade from t = {} to {:e}); at most {MAX_SAMPLES:e}: \
+             lower --per-decade or raise --t-min",
+            cfg.per_decade,
+            cfg.t_min,
+            cfg.t_end()
+        );
+    }
+    if cfg.max_steps == 0 || cfg.max_steps as f64 > 1e12 {
+        bail!("--max-steps must lie in [1, 1e12], got {}", cfg.max_steps);
     }
     // What the engine would refuse (tolerances, solver and order against the method), refused
     // before Φ runs.
@@ -235,7 +275,7 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
     .validate(&cfg.method)?;
     if let Method::GradientDescent { lr } = cfg.method {
         if !(lr.is_finite() && lr > 0.0) {
-            bail!("--lr must be a positive finite number, got {lr}");
+            bail!("--lr must be a positive finite number, got {lr:e}");
         }
         let iterations = cfg.t_end() / lr;
         if iterations > cfg.max_steps as f64 {
@@ -252,6 +292,7 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
 }
 
 fn point(system: &dyn System, t: f64, lambda: f64, theta: &[f64]) -> PointSummary {
+    let (train_accuracy, test_accuracy) = accuracies(system, theta);
     PointSummary {
         t,
         tau: lambda * t,
@@ -259,7 +300,22 @@ fn point(system: &dyn System, t: f64, lambda: f64, theta: &[f64]) -> PointSummar
         test_loss: system.test_loss(theta),
         norm: grokflow_engine::la::norm(theta),
         grad_norm: grokflow_engine::la::norm(&system.gradient(theta)),
+        train_accuracy,
+        test_accuracy,
     }
+}
+
+/// The system's `train_accuracy` and `test_accuracy` columns at θ, where it has them.
+fn accuracies(system: &dyn System, theta: &[f64]) -> (Option<f64>, Option<f64>) {
+    let columns = system.extra_columns();
+    let at = |name: &str| columns.iter().position(|c| c == name);
+    if at("train_accuracy").is_none() && at("test_accuracy").is_none() {
+        return (None, None);
+    }
+    let mut values = Vec::new();
+    system.extra_values(theta, &mut values);
+    let get = |name: &str| at(name).and_then(|i| values.get(i).copied());
+    (get("train_accuracy"), get("test_accuracy"))
 }
 
 /// Runs `system` as `cfg` says: Φ(θ_init), the λ-flow and, if asked, the limiting flow. A
@@ -274,7 +330,8 @@ pub fn run_system(
     let theta_init = system.theta_init();
     let mut warnings = Vec::new();
     let floor = grokflow_engine::rounding_floor(cfg.lambda);
-    if cfg.method.is_implicit() && cfg.rtol < floor {
+    // Only slow time divides the gradient by λ (fast time integrates −∇F − λθ as it is).
+    if cfg.method.is_implicit() && cfg.time == TimeScale::Slow && cfg.rtol < floor {
         let w = format!(
             "--rtol {:e} is below the attainable accuracy at λ = {:e} (about 0.1·ε/λ = {floor:.1e}): \
              rounding in ∇F is multiplied by 1/λ, Newton stalls and the steps collapse; use --rtol {floor:.0e} or more",
@@ -340,13 +397,20 @@ pub fn run_system(
         .with_marks(&marks)
         .keep_states(cfg.limiting.is_some());
     let mut guard = BlowUpGuard::for_start(theta_init);
+    let mut rising = RisingObjective::new(system, cfg.lambda, 10.0);
     let mut progress = ProgressObserver::new("λ-flow", flow.clock(cfg.t_min), cfg.progress);
     let outcome = integrate(
         &flow,
         theta_init,
         cfg.method,
         &opts,
-        &mut [&mut recorder, &mut guard, &mut progress, &mut Interrupt],
+        &mut [
+            &mut recorder,
+            &mut guard,
+            &mut rising,
+            &mut progress,
+            &mut Interrupt,
+        ],
     )?;
     let trajectory = recorder.into_trajectory();
     let complete = outcome.stop.is_success();
@@ -425,6 +489,8 @@ pub fn run_system(
             tolerance: p.tolerance,
             t: p.t,
             mu: mu_at_phi,
+            train_accuracy: pt.train_accuracy,
+            test_accuracy: pt.test_accuracy,
             stats: p.stats.clone(),
         }
     });

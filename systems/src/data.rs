@@ -44,6 +44,9 @@ pub fn rows_to_mat(rows: &[Vec<f64>], cols: usize, what: &str) -> Result<DMat, S
         if let Some(j) = r.iter().position(|x| !x.is_finite()) {
             return Err(invalid_instance(format!("{what}[{i}][{j}] is not finite")));
         }
+        if let Some(j) = r.iter().position(|x| x.abs() > MAX_MAGNITUDE) {
+            return Err(too_large(&format!("{what}[{i}][{j}]"), r[j]));
+        }
     }
     Ok(DMat::from_fn(rows.len(), cols, |i, j| rows[i][j]))
 }
@@ -59,7 +62,21 @@ pub fn check_vec(v: &[f64], len: usize, what: &str) -> Result<(), SystemError> {
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(invalid_instance(format!("{what}[{i}] is not finite")));
     }
+    if let Some(i) = v.iter().position(|x| x.abs() > MAX_MAGNITUDE) {
+        return Err(too_large(&format!("{what}[{i}]"), v[i]));
+    }
     Ok(())
+}
+
+/// The largest magnitude an instance's numbers may have: losses square products of them,
+/// and beyond about 1e150 those overflow double precision.
+pub const MAX_MAGNITUDE: f64 = 1e100;
+
+fn too_large(what: &str, x: f64) -> SystemError {
+    invalid_instance(format!(
+        "{what} = {x:e} is beyond ±{MAX_MAGNITUDE:e}: the loss squares products of such \
+         numbers, which overflow double precision; rescale the data"
+    ))
 }
 
 /// A uniformly random permutation of 0..n (Fisher–Yates).

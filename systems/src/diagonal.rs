@@ -90,7 +90,7 @@ impl DiagonalParams {
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(invalid_params(format!(
-                    "the {name} must be positive and finite, got {v}"
+                    "the {name} must be positive and finite, got {v:e}"
                 )));
             }
         }
@@ -478,12 +478,12 @@ impl Residuals for DiagonalNetwork {
 }
 
 impl Observables for DiagonalNetwork {
-    /// The mean squared error over x ~ U[−π, π] against the teacher: by Parseval,
-    /// ½‖β − β*‖² (the limit of the error on a fine grid).
+    /// Half the mean squared error over x ~ U[−π, π] against the teacher: by Parseval,
+    /// ¼‖β − β*‖² (the features cos kx, sin kx have mean square ½).
     fn test_loss(&self, theta: &[f64]) -> Option<f64> {
         let t = self.teacher.as_ref()?;
         Some(
-            0.5 * self
+            0.25 * self
                 .beta(theta)
                 .iter()
                 .zip(t)
@@ -554,8 +554,8 @@ pub static SPEC: SystemSpec = SystemSpec {
     about: "Diagonal linear network β = u⊙v on Fourier features (paper App. C, Fig. 4): the slow \
             phase lowers ‖u‖² + ‖v‖² ≥ 2‖β‖₁ and recovers the sparse teacher",
     details: "Default instance: p = 100 features (frequencies 1…50), n = 30 points, a 3-sparse \
-              teacher ±2, u, v ~ N(0, 0.5). Test metric: the mean squared error over \
-              x ~ U[−π, π] (= ½‖β − β*‖² by Parseval).",
+              teacher ±2, u, v ~ N(0, 0.5). Test metric: half the mean squared error \
+              over x ~ U[−π, π] (= ¼‖β − β*‖² by Parseval).",
     params: &[
         Param::new(
             "frequencies",
@@ -581,6 +581,18 @@ pub static SPEC: SystemSpec = SystemSpec {
             tau_end: None,
         },
     }],
+    default_tau_end: 10.0,
+    footprint: |s| {
+        let (k, n) = (s.count("frequencies")? as f64, s.count("n")? as f64);
+        Ok(crate::spec::Footprint {
+            dim: 4.0 * k,
+            residuals: n,
+            structured_products: false,
+            blocks: (2.0 * k, 2.0),
+            // the features row by row, A and Aᵀ (n × 2k each), and the 2k×2k Gram matrix.
+            data_bytes: 8.0 * (6.0 * n * k + n + 8.0 * k + 4.0 * k * k),
+        })
+    },
     generate: |s| {
         let p = DiagonalParams {
             frequencies: s.count("frequencies")?,

@@ -18,7 +18,7 @@ pub mod truth;
 pub use curve::Curve;
 pub use error::SystemError;
 pub use params::{Kind, Param, Settings};
-pub use spec::{Build, Preset, RunPreset, SmoothFamily, SystemSpec};
+pub use spec::{Build, Footprint, Preset, RunPreset, SmoothFamily, SystemSpec};
 pub use system::System;
 pub use truth::Truth;
 
@@ -39,6 +39,7 @@ systems! {
     matrix_sensing,
     diagonal,
     relu,
+    modular,
 }
 
 use std::path::Path;

@@ -81,13 +81,13 @@ impl LinearParams {
         }
         if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {
             return Err(invalid_params(format!(
-                "the init scale must be finite and ≥ 0, got {}",
+                "the init scale must be finite and ≥ 0, got {:e}",
                 self.init_scale
             )));
         }
         if !(self.noise.is_finite() && self.noise >= 0.0) {
             return Err(invalid_params(format!(
-                "the noise level must be finite and ≥ 0, got {}",
+                "the noise level must be finite and ≥ 0, got {:e}",
                 self.noise
             )));
         }
@@ -365,7 +365,8 @@ impl Residuals for LinearRegression {
 }
 
 impl Observables for LinearRegression {
-    /// ½‖θ − θ_true‖²: the expected squared error for isotropic Gaussian inputs.
+    /// ½‖θ − θ_true‖² = ½ E(xᵀθ − xᵀθ_true)² for x ~ N(0, I): half the expected squared error
+    /// (the training loss's form, ½ × mean squared error, on the input distribution).
     fn test_loss(&self, theta: &[f64]) -> Option<f64> {
         self.theta_true.as_ref().map(|t| {
             0.5 * theta
@@ -558,8 +559,9 @@ pub static SPEC: SystemSpec = SystemSpec {
     about: "Linear regression ‖Xθ − y‖²/(2n), n < d (paper §5): the slow phase drifts from \
             the projection of θ_init onto {Xθ = y} to the minimum-norm solution X⁺y",
     details: "Default instance: n = 20, d = 200, X ~ N(0, 1), θ_true ~ N(0, I/d), \
-              θ_init ~ N(0, I). Test metric: ½‖θ − θ_true‖², the expected squared error for \
-              isotropic Gaussian inputs.",
+              θ_init ~ N(0, I). Test metric (as for every system: half the mean squared \
+              error on test data, the training loss's form): ½‖θ − θ_true‖² = ½ E(xᵀ(θ − θ_true))² \
+              over x ~ N(0, I).",
     params: &[
         Param::new("n", "Samples n (≥ 1, < d)", Kind::Count, "20"),
         Param::new("d", "Dimension d (> n)", Kind::Count, "200"),
@@ -578,6 +580,18 @@ pub static SPEC: SystemSpec = SystemSpec {
         Param::new("noise", "Label noise: y = Xθ_true + noise·ε (≥ 0)", Kind::Real, "0"),
     ],
     presets: &[],
+    default_tau_end: 10.0,
+    footprint: |s| {
+        let (n, d) = (s.count("n")? as f64, s.count("d")? as f64);
+        Ok(crate::spec::Footprint {
+            dim: d,
+            residuals: n,
+            structured_products: false,
+            blocks: (d, 1.0),
+            // X, y, and the d×d Gram matrix XᵀX kept for the Hessian.
+            data_bytes: 8.0 * (n * d + n + 3.0 * d + d * d),
+        })
+    },
     generate: |s| {
         let teacher = match s.choice("teacher")? {
             "sparse" => LinearTeacher::Sparse {

@@ -113,7 +113,7 @@ impl CompletionParams {
         }
         if !(self.observed > 0.0 && self.observed <= 1.0) {
             return Err(invalid_params(format!(
-                "the observed fraction must lie in (0, 1], got {}",
+                "the observed fraction must lie in (0, 1], got {:e}",
                 self.observed
             )));
         }
@@ -124,7 +124,7 @@ impl CompletionParams {
         }
         if !(self.init_scale.is_finite() && self.init_scale >= 0.0) {
             return Err(invalid_params(format!(
-                "the init scale must be finite and ≥ 0, got {}",
+                "the init scale must be finite and ≥ 0, got {:e}",
                 self.init_scale
             )));
         }
@@ -599,11 +599,11 @@ impl Residuals for MatrixCompletion {
 }
 
 impl Observables for MatrixCompletion {
-    /// ‖UVᵀ − M*‖²_F / (n₁n₂), the unmasked test loss.
+    /// ½‖UVᵀ − M*‖²_F / (n₁n₂): half the mean squared error over every entry.
     fn test_loss(&self, theta: &[f64]) -> Option<f64> {
         let truth = self.truth.as_ref()?;
         let x = self.product(theta);
-        Some((&x - truth).squared_norm_l2() / (self.n1 * self.n2) as f64)
+        Some(0.5 * (&x - truth).squared_norm_l2() / (self.n1 * self.n2) as f64)
     }
 
     /// The singular values of UVᵀ (sv_1 ≥ sv_2 ≥ …), ‖U‖² + ‖V‖², and 2‖UVᵀ‖_*.
@@ -666,7 +666,8 @@ pub static SPEC: SystemSpec = SystemSpec {
     about: "Matrix completion ½Σ_Ω((UVᵀ)ᵢⱼ − M*ᵢⱼ)² (paper eq. 8, Fig. 2): the slow phase lowers \
             ‖U‖² + ‖V‖² ≥ 2‖UVᵀ‖_*, and the learned matrix becomes low rank",
     details: "Default instance: 20×20, rank 3 with singular values 20, 15, 10, width r = 10, 70% \
-              observed, U, V ~ N(0, 1). Test metric: ‖UVᵀ − M*‖²_F/(n₁n₂).",
+              observed, U, V ~ N(0, 1). Test metric: ½‖UVᵀ − M*‖²_F/(n₁n₂), half the mean squared error \
+              over every entry.",
     params: &[
         Param::new("n1", "Rows n₁ (≥ 1)", Kind::Count, "20"),
         Param::new("n2", "Columns n₂ (≥ 1)", Kind::Count, "20"),
@@ -696,6 +697,19 @@ pub static SPEC: SystemSpec = SystemSpec {
             tau_end: None,
         },
     }],
+    default_tau_end: 10.0,
+    footprint: |s| {
+        let (n1, n2) = (s.count("n1")? as f64, s.count("n2")? as f64);
+        let r = s.count("width")? as f64;
+        let m = (s.real("observed")?.clamp(0.0, 1.0) * n1 * n2).round();
+        Ok(crate::spec::Footprint {
+            dim: (n1 + n2) * r,
+            residuals: m,
+            structured_products: true,
+            blocks: (1.0, n1 + n2),
+            data_bytes: 8.0 * (3.0 * m + 2.0 * n1 * n2 + (n1 + n2) * r),
+        })
+    },
     generate: |s| Ok(Box::new(MatrixCompletion::generate(&completion_params(s)?)?)),
     load: |v| Ok(Box::new(MatrixCompletion::from_file(parse_file(v)?)?)),
     cheap: |seed| {

@@ -138,13 +138,26 @@ impl ReluParams {
             )));
         }
         if let Activation::Softplus { beta } = self.activation {
-            if !(beta.is_finite() && beta > 0.0) {
-                return Err(invalid_params(format!(
-                    "the softplus sharpness must be positive and finite, got {beta}"
-                )));
-            }
+            check_sharpness(beta).map_err(invalid_params)?;
         }
         Ok(())
+    }
+}
+
+/// The sharpest softplus accepted: beyond it the softplus is the ReLU to double precision on
+/// the data's scale (|z| ≥ 1e-6 gives e^{−βz} below 1e-300) and its curvature β/4 at the kink
+/// overflows the stiffness any step size can follow.
+pub const MAX_SHARPNESS: f64 = 1e6;
+
+/// Checks a softplus sharpness.
+fn check_sharpness(beta: f64) -> Result<(), String> {
+    if beta.is_finite() && beta > 0.0 && beta <= MAX_SHARPNESS {
+        Ok(())
+    } else {
+        Err(format!(
+            "the softplus sharpness must lie in (0, {MAX_SHARPNESS:e}], got {beta:e} (use \
+             --activation relu for the limit)"
+        ))
     }
 }
 
@@ -173,6 +186,10 @@ pub struct ReluInstanceFile {
     /// The teacher, if known (the test loss is measured against it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<ReluTeacher>,
+    /// The test inputs (the teacher's values there are the test targets); 401 evenly spaced
+    /// points of [−2, 2] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_x: Option<Vec<f64>>,
 }
 
 /// A two-layer-network instance.
@@ -207,6 +224,7 @@ impl TwoLayerNetwork {
             y,
             Some(teacher),
             theta_init,
+            None,
         )
     }
 
@@ -217,6 +235,7 @@ impl TwoLayerNetwork {
         y: Vec<f64>,
         teacher: Option<ReluTeacher>,
         theta_init: Vec<f64>,
+        test_x: Option<Vec<f64>>,
     ) -> Result<Self, SystemError> {
         if x.is_empty() {
             return Err(invalid_instance("there are no training points"));
@@ -231,13 +250,18 @@ impl TwoLayerNetwork {
         }
         check_vec(&theta_init, theta_init.len(), "theta_init")?;
         if let Activation::Softplus { beta } = activation {
-            if !(beta.is_finite() && beta > 0.0) {
-                return Err(invalid_instance(format!(
-                    "the softplus sharpness must be positive, got {beta}"
-                )));
-            }
+            check_sharpness(beta).map_err(invalid_instance)?;
         }
-        let test_x = grid(DOMAIN.0, DOMAIN.1, TEST_GRID);
+        let test_x = match test_x {
+            Some(t) => {
+                if t.is_empty() {
+                    return Err(invalid_instance("test_x is empty"));
+                }
+                check_vec(&t, t.len(), "test_x")?;
+                t
+            }
+            None => grid(DOMAIN.0, DOMAIN.1, TEST_GRID),
+        };
         let test_y = match &teacher {
             Some(t) => test_x.iter().map(|&v| t.eval(v)).collect(),
             None => Vec::new(),
@@ -263,7 +287,15 @@ impl TwoLayerNetwork {
                 f.system
             )));
         }
-        Self::new(f.params, f.activation, f.x, f.y, f.teacher, f.theta_init)
+        Self::new(
+            f.params,
+            f.activation,
+            f.x,
+            f.y,
+            f.teacher,
+            f.theta_init,
+            f.test_x,
+        )
     }
 
     /// The instance file contents.
@@ -276,6 +308,7 @@ impl TwoLayerNetwork {
             y: self.y.clone(),
             theta_init: self.theta_init.clone(),
             teacher: self.teacher.clone(),
+            test_x: Some(self.test_x.clone()),
         }
     }
 
@@ -515,12 +548,14 @@ impl Residuals for TwoLayerNetwork {
 }
 
 impl Observables for TwoLayerNetwork {
-    /// The mean squared error against the teacher on 401 evenly spaced points of [−2, 2].
+    /// Half the mean squared error against the teacher on the test inputs (401 evenly spaced
+    /// points of [−2, 2] when generated).
     fn test_loss(&self, theta: &[f64]) -> Option<f64> {
         self.teacher.as_ref()?;
         let k = self.test_x.len();
         Some(
-            self.test_x
+            0.5 * self
+                .test_x
                 .iter()
                 .zip(&self.test_y)
                 .map(|(&x, &y)| (self.predict_at(theta, x) - y).powi(2))
@@ -604,8 +639,9 @@ pub static SPEC: SystemSpec = SystemSpec {
     about: "Two-layer network Σⱼaⱼσ(wⱼx + bⱼ) on 1-D data (paper Fig. 3), with the ReLU or a \
             smooth softplus: the slow phase leaves a function with few kinks",
     details: "Default instance: m = 100 neurons, n = 10 points x ~ U[−2, 2], θ_init variance 4, \
-              softplus β = 10, teacher 2σ(1 − x) + 4σ(x + 0.25) − 8σ(x − 1). Test metric: the \
-              mean squared error against the teacher on 401 points of [−2, 2]. --activation \
+              softplus β = 10, teacher 2σ(1 − x) + 4σ(x + 0.25) − 8σ(x − 1). Test metric: half \
+              the mean squared error against the teacher on the instance's test inputs (401 \
+              points of [−2, 2] when generated). --activation \
               and --sharpness apply to a loaded instance too.",
     params: &[
         Param::new("width", "Hidden neurons m (≥ 1)", Kind::Count, "100"),
@@ -626,7 +662,7 @@ pub static SPEC: SystemSpec = SystemSpec {
         },
         Param {
             name: "sharpness",
-            help: "Sharpness β of the softplus (> 0)",
+            help: "Sharpness β of the softplus (in (0, 1e6])",
             kind: Kind::Real,
             default: Some("10"),
             model: true,
@@ -646,6 +682,17 @@ pub static SPEC: SystemSpec = SystemSpec {
             tau_end: Some(10.0),
         },
     }],
+    default_tau_end: 10.0,
+    footprint: |s| {
+        let (w, n) = (s.count("width")? as f64, s.count("n")? as f64);
+        Ok(crate::spec::Footprint {
+            dim: 3.0 * w,
+            residuals: n,
+            structured_products: false,
+            blocks: (w, 3.0),
+            data_bytes: 8.0 * (2.0 * n + 3.0 * w + 2.0 * TEST_GRID as f64),
+        })
+    },
     generate: |s| {
         let p = ReluParams {
             width: s.count("width")?,

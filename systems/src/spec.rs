@@ -12,6 +12,22 @@ use crate::system::System;
 /// A function that builds an instance.
 pub type Build<A> = fn(A) -> Result<Box<dyn System>, SystemError>;
 
+/// What an instance will weigh, known from its parameters before it is generated: enough to
+/// refuse a run that cannot fit in memory before anything is allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Footprint {
+    /// d.
+    pub dim: f64,
+    /// m (residuals; 0 without).
+    pub residuals: f64,
+    /// The residuals have structured products (J·v, Jᵀu, JJᵀ cheaper than a dense J).
+    pub structured_products: bool,
+    /// The residual curvature's blocks: (how many, size of each); (0, 0) without.
+    pub blocks: (f64, f64),
+    /// The instance's data and θ_init, bytes.
+    pub data_bytes: f64,
+}
+
 /// The run settings a preset sets (the user's flags still win).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RunPreset {
@@ -64,6 +80,11 @@ pub struct SystemSpec {
     pub params: &'static [Param],
     /// Its presets.
     pub presets: &'static [Preset],
+    /// Where a run ends in slow time unless the user or a preset says otherwise: long enough
+    /// for the default instance's slow phase.
+    pub default_tau_end: f64,
+    /// The footprint of the instance these parameter values generate.
+    pub footprint: for<'s> fn(&'s Settings) -> Result<Footprint, SystemError>,
     /// An instance from parameter values.
     pub generate: for<'s> fn(&'s Settings) -> Result<Box<dyn System>, SystemError>,
     /// An instance from the contents of its instance file.

@@ -279,7 +279,8 @@ fn block_curvature_completes_the_gauss_newton_hessian() {
             "matrix-completion",
             "matrix-sensing",
             "diagonal",
-            "relu"
+            "relu",
+            "modular"
         ],
         "systems declaring curvature blocks"
     );

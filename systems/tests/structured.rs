@@ -29,7 +29,8 @@ fn the_structured_solve_follows_the_dense_one() {
         let Some(res) = system.residuals() else {
             continue;
         };
-        if res.curvature_groups().is_none() || res.count() >= system.dim() {
+        // A dense solve beyond d = 1000 costs minutes here (modular addition: d = 2496).
+        if res.curvature_groups().is_none() || res.count() >= system.dim() || system.dim() > 1000 {
             continue;
         }
         for lambda in [1e-4, 1e-8] {
@@ -77,9 +78,15 @@ fn auto_takes_the_structured_solve_where_it_pays() {
     // diagonal network (30, 200), linear regression (20, 200) and matrix sensing (40, 100,
     // blocks of 10); matrix completion (280, 400) through its shared block. Through its
     // stored Jacobian matrix completion would stay dense (see `LinearCapabilities`).
+    // Modular addition (m = 1313, d = 2496, 64 blocks of 39) has too many residuals for an
+    // m×m factorisation at each Jacobian: MINRES with the Gauss–Newton preconditioner.
     for entry in registry() {
         let system = entry.default_instance().unwrap();
         let out = run(system.as_ref(), 1e-4, LinearSolver::Auto).unwrap();
-        assert_eq!(out.stats.linear_solver, "structured", "{}", entry.name);
+        let expected = match entry.name {
+            "modular" => "matrix_free",
+            _ => "structured",
+        };
+        assert_eq!(out.stats.linear_solver, expected, "{}", entry.name);
     }
 }

@@ -28,11 +28,21 @@ fn run(system: &dyn System, lambda: f64, rtol: f64) -> Outcome {
     out
 }
 
+/// The corrector's counts were measured on the dense and structured solves (d ≤ 400);
+/// modular addition (d = 2496, matrix-free) costs minutes at λ = 1e-8 here, and its counts
+/// are in the benchmark.
+fn beyond_dense(system: &dyn System) -> bool {
+    system.dim() > 1000
+}
+
 #[test]
 fn a_looser_tolerance_takes_fewer_steps_at_small_lambda() {
     let lambda = 1e-8;
     for entry in registry() {
         let system = entry.default_instance().unwrap();
+        if beyond_dense(system.as_ref()) {
+            continue;
+        }
         let loose = run(system.as_ref(), lambda, 1e-4);
         let tight = run(system.as_ref(), lambda, 1e-8);
         let err = distance(&loose.theta_final, &tight.theta_final) / norm(&tight.theta_final);
@@ -78,6 +88,9 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
     let rtol = 1e-8;
     for entry in registry() {
         let system = entry.default_instance().unwrap();
+        if beyond_dense(system.as_ref()) {
+            continue;
+        }
         if system.is_convex_quadratic() {
             // One iteration per step by construction (tested in linear.rs).
             continue;
@@ -109,6 +122,9 @@ fn the_corrector_takes_few_iterations_at_a_tight_tolerance() {
 fn assert_corrector_work(lambda: f64, rtol: f64, gradients: f64, jacobians: f64, error: f64) {
     for entry in registry() {
         let system = entry.default_instance().unwrap();
+        if beyond_dense(system.as_ref()) {
+            continue;
+        }
         if system.is_convex_quadratic() {
             continue;
         }

@@ -30,6 +30,11 @@ pub enum Defect {
     DropDecay,
     /// dθ/dt = −∇F(θ) + λθ: its sign flipped.
     FlipDecay,
+    /// dθ/dt = −∇F(θ) − 2λθ: twice the weight decay (the slow phase runs twice as fast).
+    DoubleDecay,
+    /// dθ/dt = −∇F(θ) − λθ − b with a constant b of 10⁻³ max(‖∇F(θ_init)‖, 1): a drift that
+    /// does not vanish with λ.
+    Drift,
 }
 
 /// Settings of a validation run.

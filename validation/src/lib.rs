@@ -12,7 +12,9 @@
 //! tolerance 100× tighter, plus the reference's own error); orders are fitted only where the
 //! error is clearly above its floor and λ is small against the Morse–Bott constant μ measured
 //! along θ_M. Every check passes or fails against a criterion fixed here in advance, and is
-//! "not assessed" (never passed or failed) when its window holds too few points.
+//! "not assessed" when its window holds too few points (the validation is then
+//! inconclusive) and "not applicable" where its hypothesis fails on the instance (θ_M^∞ not
+//! reached, a singular limit).
 
 mod checks;
 mod config;
@@ -29,7 +31,7 @@ use grokflow_systems::System;
 
 pub use config::{Defect, ValidationConfig, ValidationError};
 pub use fit::{fit_power, PowerFit};
-pub use report::{Check, LambdaRow, SystemValidation, ValidationReport, Verdict};
+pub use report::{Check, LambdaRow, Outcome, SystemValidation, ValidationReport, Verdict};
 pub use system::{validate_system, validate_system_watched};
 pub use watch::{Unwatched, Watch};
 
@@ -44,9 +46,12 @@ pub fn validate(
     let started = Instant::now();
     let mut out = Vec::new();
     let mut interrupted = None;
-    for (_, system) in systems {
+    for (label, system) in systems {
         match validate_system_watched(system.as_ref(), cfg, watch) {
-            Ok(v) => out.push(v),
+            Ok(mut v) => {
+                v.system = label.clone();
+                out.push(v)
+            }
             Err(ValidationError::Interrupted(s)) => {
                 interrupted = Some(s);
                 break;
@@ -54,10 +59,16 @@ pub fn validate(
             Err(e) => return Err(e),
         }
     }
+    let outcome = if interrupted.is_some() {
+        Outcome::Inconclusive
+    } else {
+        Outcome::all(out.iter().map(|s| s.outcome))
+    };
     Ok(ValidationReport {
         grokflow_version: env!("CARGO_PKG_VERSION").into(),
         config: cfg.clone(),
-        passed: interrupted.is_none() && out.iter().all(|s| s.passed),
+        passed: outcome == Outcome::Passed,
+        outcome,
         systems: out,
         wall_s: started.elapsed().as_secs_f64(),
         interrupted,
@@ -70,8 +81,28 @@ pub type NamedSystems = Vec<(String, Box<dyn System>)>;
 /// The instances validation runs on: every registered system's validation instance (small
 /// ones with `quick`, the tests' sweep).
 pub fn instances(quick: bool) -> Result<NamedSystems, grokflow_systems::SystemError> {
-    grokflow_systems::registry()
+    let mut all: NamedSystems = grokflow_systems::registry()
         .into_iter()
         .map(|spec| Ok((spec.name.to_string(), (spec.validation)(quick)?)))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Every nonlinear default instance heads for a singular point of M, where Props 3 and 4
+    // do not apply; with width equal to the true rank M is a single GL(r) orbit, a regular
+    // manifold, and θ_M^∞ (the balanced factorisation) is a regular point.
+    use grokflow_systems::matrix_completion::{CompletionParams, MatrixCompletion};
+    let (n, sv) = if quick {
+        (8, vec![4.0, 2.0])
+    } else {
+        (10, vec![20.0, 15.0, 10.0])
+    };
+    let regular = MatrixCompletion::generate(&CompletionParams {
+        n1: n,
+        n2: n,
+        width: sv.len(),
+        rank: sv.len(),
+        singular_values: sv,
+        observed: 0.7,
+        ..CompletionParams::default()
+    })?;
+    all.push(("matrix-completion-regular".into(), Box::new(regular)));
+    Ok(all)
 }

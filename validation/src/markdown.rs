@@ -1,7 +1,7 @@
 //! report.md: the validation as a document a reader can cite (it reads the results and
 //! computes nothing new).
 
-use crate::{SystemValidation, ValidationReport, Verdict};
+use crate::{Outcome, SystemValidation, ValidationReport, Verdict};
 
 fn e(x: f64) -> String {
     if x.is_finite() {
@@ -20,6 +20,7 @@ fn verdict(v: Verdict) -> &'static str {
         Verdict::Passed => "passed",
         Verdict::Failed => "**FAILED**",
         Verdict::NotAssessed => "not assessed",
+        Verdict::NotApplicable => "not applicable",
     }
 }
 
@@ -28,7 +29,10 @@ fn system_section(s: &SystemValidation, figures: &[String]) -> String {
         "## {} (d = {}) — {}\n\n",
         s.system,
         s.dim,
-        if s.passed { "passed" } else { "**FAILED**" }
+        match s.outcome {
+            Outcome::Failed => "**FAILED**",
+            o => o.word(),
+        }
     );
     out += &format!(
         "Morse–Bott constant along θ_M on [0, T₂]: μ_min = {}; where θ_M ends: μ_end = {}. \
@@ -92,8 +96,10 @@ pub fn report_markdown(r: &ValidationReport, figures: impl Fn(&str) -> Vec<Strin
     let c = &r.config;
     let mut out = String::from("# grokflow validation report\n\n");
     out += &format!(
-        "Overall: **{}** ({} systems, {:.0} s). grokflow {}.\n\n",
-        if r.passed { "passed" } else { "FAILED" },
+        "Overall: **{}** ({} systems, {:.0} s). grokflow {}. A check is *not assessed* when its \
+         window holds too few points (the verdict is then inconclusive) and *not applicable* where \
+         its hypothesis fails on the instance (θ_M^∞ not reached, a singular limit).\n\n",
+        r.outcome.word(),
         r.systems.len(),
         r.wall_s,
         r.grokflow_version
@@ -132,14 +138,17 @@ pub fn report_markdown(r: &ValidationReport, figures: impl Fn(&str) -> Vec<Strin
     if let Some(d) = c.defect {
         out += &format!("**A deliberately wrong λ-flow was injected: {d:?}.**\n\n");
     }
-    out += "| system | d | passed | order of E₁ | order of E₂ (window λ ≪ μ) | order of E₂ on the whole sweep (no verdict) | μ_min on [0, T₂] | checks |\n|---|---|---|---|---|---|---|---|\n";
+    out += "| system | d | verdict | order of E₁ | order of E₂ (window λ ≪ μ) | order of E₂ on the whole sweep (no verdict) | μ_min on [0, T₂] | checks |\n|---|---|---|---|---|---|---|---|\n";
     for s in &r.systems {
         let counts = |v: Verdict| s.checks.iter().filter(|c| c.verdict == v).count();
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} passed, {} failed, {} not assessed |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} passed, {} failed, {} not assessed, {} not applicable |\n",
             s.system,
             s.dim,
-            if s.passed { "yes" } else { "**no**" },
+            match s.outcome {
+                Outcome::Failed => "**failed**",
+                o => o.word(),
+            },
             s.prop1_order
                 .map(|p| format!("{p:.3}"))
                 .unwrap_or_else(|| "—".into()),
@@ -152,7 +161,8 @@ pub fn report_markdown(r: &ValidationReport, figures: impl Fn(&str) -> Vec<Strin
             e(s.mu_min),
             counts(Verdict::Passed),
             counts(Verdict::Failed),
-            counts(Verdict::NotAssessed)
+            counts(Verdict::NotAssessed),
+            counts(Verdict::NotApplicable)
         );
     }
     out.push('\n');

@@ -41,7 +41,7 @@ pub struct LambdaRow {
     pub collapse: Vec<(f64, f64)>,
 }
 
-/// Pass, fail, or not assessed.
+/// Pass, fail, not assessed, or not applicable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -49,8 +49,61 @@ pub enum Verdict {
     Passed,
     /// It did not.
     Failed,
-    /// Its window held too few points: no verdict either way.
+    /// The claim applies but its window held too few points: no verdict either way, and the
+    /// validation is inconclusive.
     NotAssessed,
+    /// The claim's hypothesis does not hold on this instance (θ_M^∞ not reached, or a
+    /// singular point of M where the Morse–Bott assumption fails; no grokking to time).
+    NotApplicable,
+}
+
+/// The verdict of a system or of a whole validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every applicable check passed.
+    Passed,
+    /// A check failed.
+    Failed,
+    /// None failed, but one or more applicable checks could not be assessed.
+    Inconclusive,
+}
+
+impl Outcome {
+    /// The outcome of a set of checks.
+    pub fn of<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>) -> Self {
+        let mut out = Outcome::Passed;
+        for v in verdicts {
+            match v {
+                Verdict::Failed => return Outcome::Failed,
+                Verdict::NotAssessed => out = Outcome::Inconclusive,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The outcome of several: failed if any failed, else inconclusive if any was.
+    pub fn all(outcomes: impl IntoIterator<Item = Outcome>) -> Self {
+        let mut out = Outcome::Passed;
+        for o in outcomes {
+            match o {
+                Outcome::Failed => return Outcome::Failed,
+                Outcome::Inconclusive => out = Outcome::Inconclusive,
+                Outcome::Passed => {}
+            }
+        }
+        out
+    }
+
+    /// "passed", "FAILED", "inconclusive".
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "FAILED",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
 }
 
 /// One check of one claim.
@@ -91,8 +144,10 @@ pub struct SystemValidation {
     /// floor, window or not. Where μ falls along θ_M it is far below 1: the rate holds
     /// only for λ ≪ μ.
     pub prop2_order_all: Option<f64>,
-    /// No check failed.
+    /// Every applicable check passed (the outcome is `passed`).
     pub passed: bool,
+    /// Passed, failed, or inconclusive.
+    pub outcome: Outcome,
     /// Everything per λ.
     pub rows: Vec<LambdaRow>,
     /// The checks.
@@ -133,8 +188,10 @@ pub struct ValidationReport {
     pub config: ValidationConfig,
     /// One entry per system.
     pub systems: Vec<SystemValidation>,
-    /// Every system passed.
+    /// Every applicable check of every system passed (the outcome is `passed`).
     pub passed: bool,
+    /// Passed, failed, or inconclusive.
+    pub outcome: Outcome,
     /// Wall time (seconds).
     pub wall_s: f64,
     /// The system being validated when the run was stopped (Ctrl-C): the report holds the

@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use grokflow_engine::la::{distance, norm};
+use grokflow_engine::LAMBDA_RANGE;
 use grokflow_systems::System;
 use rayon::prelude::*;
 
 use crate::checks::{order_check, prop3_check};
 use crate::config::{ValidationConfig, ValidationError};
 use crate::fit::fit_power;
-use crate::report::{Check, LambdaRow, SystemValidation, Verdict};
+use crate::report::{Check, LambdaRow, Outcome, SystemValidation, Verdict};
 use crate::runs::{references, run_lambda, tau_grok};
 use crate::watch::{Unwatched, Watch};
 
@@ -129,7 +130,27 @@ pub fn validate_system_watched(
                 .map(|k| (r.lambda, k, r.infinity_floor.unwrap_or(0.0) / norm_limit))
         })
         .collect();
-    checks.push(prop3_check(p3_window, w_end, cfg));
+    let mut c3 = prop3_check(p3_window, w_end, cfg);
+    // Prop 3 is about λ ≪ μ near the limit: where the limiting flow ended at a singular point
+    // of M (μ → 0 there) or never reached θ_M^∞, its hypothesis fails.
+    // Where μ vanishes at θ_M^∞ (a singular point) so that no accepted λ satisfies
+    // λ ≤ μ_end/10, it fails too.
+    let singular_limit = w_end < LAMBDA_RANGE.0;
+    let singular_note = format!(
+        "θ_M^∞ is a singular point of M (μ_end = {mu_end:.2e}): no λ ≥ {:.0e} satisfies λ ≤ μ_end/{}, the claim does not apply",
+        LAMBDA_RANGE.0, cfg.mu_factor
+    );
+    if c3.verdict == Verdict::NotAssessed && refs.theta_m_limit.is_none() {
+        c3.verdict = Verdict::NotApplicable;
+        c3.detail += &format!(
+            "; θ_M^∞ was not reached ({}): the claim does not apply",
+            lim.stop.describe()
+        );
+    } else if c3.verdict == Verdict::NotAssessed && singular_limit {
+        c3.verdict = Verdict::NotApplicable;
+        c3.detail = singular_note.clone();
+    }
+    checks.push(c3);
     let p4: Vec<(f64, f64)> = rows
         .iter()
         .filter(|r| r.lambda <= w_end)
@@ -152,29 +173,48 @@ pub fn validate_system_watched(
     );
     if refs.theta_m_limit.is_none() {
         c4.detail = format!(
-            "θ_M^∞ was not reached ({}): no verdict",
+            "θ_M^∞ was not reached ({}): the claim does not apply",
             lim.stop.describe()
         );
-        c4.verdict = Verdict::NotAssessed;
+        c4.verdict = Verdict::NotApplicable;
+    } else if c4.verdict == Verdict::NotAssessed && singular_limit {
+        c4.verdict = Verdict::NotApplicable;
+        c4.detail = singular_note.clone();
     }
     checks.push(c4);
-    // The limits do not commute: Φ(θ_init) is far from θ_M^∞ compared with the Prop 4 errors.
-    let gap_check = match (grokking_gap, p4.iter().map(|p| p.1).fold(None, |m: Option<f64>, e| Some(m.map_or(e, |m| m.max(e))))) {
-        (Some(gap), Some(worst)) if p4.len() >= cfg.min_points => Check {
+    // The limits do not commute when λ-flows converge to θ_M^∞ far from Φ(θ_init): the
+    // Prop 4 error at the smallest λ of its window is the λ → 0 end of that convergence.
+    let gap_criterion = "‖Φ(θ_init) − θ_M^∞‖ ≥ 10 × ‖θ_λ^∞ − θ_M^∞‖ at the smallest λ of Prop 4's window (lim_t lim_λ ≠ lim_λ lim_t)";
+    let smallest = p4.iter().min_by(|a, b| a.0.total_cmp(&b.0)).map(|p| p.1);
+    let gap_check = match (grokking_gap, smallest) {
+        (Some(gap), Some(last)) if p4.len() >= cfg.min_points => Check {
             name: "gap".into(),
-            criterion: "‖Φ(θ_init) − θ_M^∞‖ ≥ 10 × the largest ‖θ_λ^∞ − θ_M^∞‖ on Prop 4's window (lim_t lim_λ ≠ lim_λ lim_t)".into(),
+            criterion: gap_criterion.into(),
             window: p4.iter().map(|p| p.0).collect(),
             fit: None,
-            verdict: if gap >= 10.0 * worst { Verdict::Passed } else { Verdict::Failed },
-            detail: format!("gap {gap:.3e}, largest Prop 4 error {worst:.3e}"),
+            verdict: if gap >= 10.0 * last {
+                Verdict::Passed
+            } else {
+                Verdict::Failed
+            },
+            detail: format!("gap {gap:.3e}, Prop 4 error at the smallest λ {last:.3e}"),
         },
         _ => Check {
             name: "gap".into(),
-            criterion: "‖Φ(θ_init) − θ_M^∞‖ ≥ 10 × the largest ‖θ_λ^∞ − θ_M^∞‖ on Prop 4's window (lim_t lim_λ ≠ lim_λ lim_t)".into(),
+            criterion: gap_criterion.into(),
             window: vec![],
             fit: None,
-            verdict: Verdict::NotAssessed,
-            detail: format!("gap {}: Prop 4's window is too small", grokking_gap.map(|g| format!("{g:.3e}")).unwrap_or_else(|| "unknown (θ_M^∞ not reached)".into())),
+            verdict: if grokking_gap.is_none() || singular_limit {
+                Verdict::NotApplicable
+            } else {
+                Verdict::NotAssessed
+            },
+            detail: format!(
+                "gap {}: Prop 4's window is too small",
+                grokking_gap
+                    .map(|g| format!("{g:.3e}"))
+                    .unwrap_or_else(|| "unknown (θ_M^∞ not reached)".into())
+            ),
         },
     };
     checks.push(gap_check);
@@ -223,7 +263,11 @@ pub fn validate_system_watched(
             criterion: tg_criterion.into(),
             window: tg_points.iter().map(|p| p.0).collect(),
             fit: None,
-            verdict: Verdict::NotAssessed,
+            verdict: if tau_grok_limit.is_none() {
+                Verdict::NotApplicable
+            } else {
+                Verdict::NotAssessed
+            },
             detail: match tau_grok_limit {
                 Some(tm) => format!(
                     "τ_grok(θ_M) = {tm:.4}, {} point(s) in the window: no verdict",
@@ -236,7 +280,8 @@ pub fn validate_system_watched(
         },
     };
     checks.push(tg_check);
-    let passed = checks.iter().all(|c| c.verdict != Verdict::Failed);
+    let outcome = Outcome::of(checks.iter().map(|c| &c.verdict));
+    let passed = outcome == Outcome::Passed;
     let all2: Vec<(f64, f64)> = rows
         .iter()
         .filter(|r| above(r.prop2_error, r.prop2_floor.max(limiting_floor)))
@@ -259,6 +304,7 @@ pub fn validate_system_watched(
         prop2_order: order_of("prop2"),
         prop2_order_all,
         passed,
+        outcome,
         checks,
         mu_min,
         mu_end,

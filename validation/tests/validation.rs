@@ -68,3 +68,50 @@ fn a_wrong_flow_makes_validation_fail() {
         );
     }
 }
+
+/// Each check of the report fails on a wrong λ-flow made to break its claim.
+#[test]
+fn every_check_fails_on_a_defect_made_for_it() {
+    let cases = [
+        // A drift that does not vanish with λ: E₁ stops being first order.
+        (Defect::Drift, "prop1"),
+        // No weight decay: the slow phase never moves, θ_λ^∞ stays at Φ(θ_init), which is
+        // not a KKT point, not θ_M^∞, and as far from θ_M^∞ as Φ(θ_init) is.
+        (Defect::DropDecay, "prop2"),
+        (Defect::DropDecay, "prop3"),
+        (Defect::DropDecay, "prop4"),
+        (Defect::DropDecay, "gap"),
+        // Twice the decay: the slow phase runs twice as fast and τ_grok halves.
+        (Defect::DoubleDecay, "tau_grok"),
+    ];
+    for (defect, check) in cases {
+        let cfg = ValidationConfig {
+            defect: Some(defect),
+            ..quick()
+        };
+        let v = validate_system(&linear() as &dyn System, &cfg).unwrap();
+        let c = v
+            .checks
+            .iter()
+            .find(|c| c.name == check)
+            .unwrap_or_else(|| panic!("no check {check}"));
+        eprintln!("{defect:?} → {check}: {:?} ({})", c.verdict, c.detail);
+        assert_eq!(
+            c.verdict,
+            Verdict::Failed,
+            "{defect:?} did not make {check} fail: {}",
+            c.detail
+        );
+        assert!(!v.passed);
+    }
+}
+
+/// Without the defects every check of linear regression applies and passes.
+#[test]
+fn on_linear_regression_every_check_is_assessed_and_passes() {
+    let v = validate_system(&linear() as &dyn System, &quick()).unwrap();
+    for c in &v.checks {
+        assert_eq!(c.verdict, Verdict::Passed, "{}: {}", c.name, c.detail);
+    }
+    assert_eq!(v.outcome, grokflow_validation::Outcome::Passed);
+}

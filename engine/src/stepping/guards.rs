@@ -61,3 +61,50 @@ impl Observer for GradientBelow<'_> {
         }
     }
 }
+
+/// Stops a run whose objective F(θ) + λ‖θ‖²/2 rises above `factor` times its value at the
+/// start: the gradient flow never raises it, so a method that does has left the flow (a
+/// gradient-descent step past 2/L, say) even while ‖θ‖ stays below [`BlowUpGuard`]'s bound.
+pub struct RisingObjective<'a> {
+    loss: &'a dyn Loss,
+    lambda: f64,
+    factor: f64,
+    start: Option<f64>,
+}
+
+impl<'a> RisingObjective<'a> {
+    /// The rule on `loss` with weight decay `lambda`, firing above `factor` × the start.
+    pub fn new(loss: &'a dyn Loss, lambda: f64, factor: f64) -> Self {
+        Self {
+            loss,
+            lambda,
+            factor,
+            start: None,
+        }
+    }
+
+    fn objective(&self, theta: &[f64]) -> f64 {
+        self.loss.value(theta) + 0.5 * self.lambda * theta.iter().map(|x| x * x).sum::<f64>()
+    }
+}
+
+impl Observer for RisingObjective<'_> {
+    fn start(&mut self, _info: &crate::stepping::RunInfo, theta: &[f64]) -> Control {
+        self.start = Some(self.objective(theta));
+        Control::Continue
+    }
+
+    fn step(&mut self, view: &StepView<'_>) -> Control {
+        let Some(start) = self.start else {
+            return Control::Continue;
+        };
+        let now = self.objective(view.theta);
+        if !now.is_finite() || now > self.factor * start.max(f64::MIN_POSITIVE) {
+            Control::Stop(StopReason::Diverged {
+                theta_norm: norm(view.theta),
+            })
+        } else {
+            Control::Continue
+        }
+    }
+}

@@ -8,7 +8,7 @@ mod recorder;
 mod stop;
 
 pub use drive::{drive, Limits, Outcome, SolverStats, Stepper};
-pub use guards::{BlowUpGuard, GradientBelow};
+pub use guards::{BlowUpGuard, GradientBelow, RisingObjective};
 pub use observer::{Control, DenseOutput, Observer, RunInfo, StepView};
 pub use recorder::{log_time_grid, Recorder, Sample, Trajectory};
 pub use stop::StopReason;

@@ -130,7 +130,15 @@ impl<'a> Recorder<'a> {
             }
         }
         self.grid_s.sort_by(|a, b| a.total_cmp(b));
-        self.grid_s.dedup();
+        // A mark that is a grid time up to rounding (1/λ = 10⁴ on a log grid computed as
+        // 10^(120/20)·10⁻²) is the same sample, not a second row.
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs());
+        self.grid_s.dedup_by(|a, b| close(*a, *b));
+        for m in &mut self.marks_s {
+            if let Some(g) = self.grid_s.iter().find(|g| close(**g, *m)) {
+                *m = *g;
+            }
+        }
         self
     }
 
