@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the README's gallery from default runs of every system, and the committed
-# validation report (about five minutes).
+# validation report (about five minutes, most of it the modular sweep).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=docs/figures

@@ -859,7 +859,13 @@ pub static SPEC: SystemSpec = SystemSpec {
         if quick {
             small(0)
         } else {
-            Ok(Box::new(ModularAddition::generate(&ModularParams::default())?))
+            // d = 336, m = 203: the size of the other systems' validation instances (the
+            // default d = 2496 makes the 15-λ sweep at tight tolerance last over 20 minutes).
+            Ok(Box::new(ModularAddition::generate(&ModularParams {
+                p: 7,
+                width: 16,
+                ..ModularParams::default()
+            })?))
         }
     },
     scaled: None,

@@ -92,7 +92,7 @@ pub fn instances(quick: bool) -> Result<NamedSystems, grokflow_systems::SystemEr
     let (n, sv) = if quick {
         (8, vec![4.0, 2.0])
     } else {
-        (10, vec![20.0, 15.0, 10.0])
+        (10, vec![4.0, 2.0])
     };
     let regular = MatrixCompletion::generate(&CompletionParams {
         n1: n,
