@@ -22,6 +22,31 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
     if run.lr.is_some() && !matches!(resolved.method, Method::GradientDescent { .. }) {
         bail!("--lr is the step of gradient descent; it applies with --method gd only");
     }
+    // At the non-smooth limit of a smooth family (the exact ReLU) the gradient jumps where a
+    // kink crosses a data point, and the adaptive methods stall there (10⁶ steps, no end).
+    if let Some(family) = req.spec.smooth_family {
+        let settings = req.settings();
+        let at_limit = family
+            .limit
+            .iter()
+            .all(|(k, v)| settings.raw(k).ok().flatten() == Some(*v));
+        if at_limit && !matches!(resolved.method, Method::GradientDescent { .. }) {
+            let limit: Vec<String> = family
+                .limit
+                .iter()
+                .map(|(k, v)| format!("--{k} {v}"))
+                .collect();
+            bail!(
+                "{} makes the loss non-smooth: its gradient jumps where a kink crosses a data \
+                 point, and the adaptive methods stall there; use --method gd --lr {:e}, or the \
+                 smooth family that tends to it (--{} {})",
+                limit.join(" "),
+                family.gd_step,
+                family.param,
+                family.values.join(", ")
+            );
+        }
+    }
     if let Some(tau) = run.tau_end {
         if !(tau.is_finite() && tau > 0.0) {
             bail!("--tau-end must be a positive finite number, got {tau:e}");

@@ -62,6 +62,12 @@ fn every_user_number_is_bounded() {
             "--threads",
         ),
         (vec!["relu", "--sharpness", "1e308"], "sharpness"),
+        // The exact ReLU by an adaptive method would grind through 10⁶ steps.
+        (vec!["relu", "--activation", "relu"], "non-smooth"),
+        (
+            vec!["relu", "--activation", "relu", "--method", "tsit45"],
+            "--method gd",
+        ),
         (vec!["linear", "--lr", "0.1"], "--method gd"),
         (
             vec!["linear", "--lambda", "1e-2", "--shard", "1/2"],

@@ -187,15 +187,17 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     let mut instances = Vec::new();
     for e in grokflow_systems::registry() {
-        instances.push((
-            e.name.to_string(),
-            e.default_instance()?,
-            workprec::Scope::Full,
-        ));
+        let system = e.default_instance()?;
+        if system.dim() > crate::methods::MAX_COMPARED_DIM {
+            continue;
+        }
+        instances.push((e.name.to_string(), system, workprec::Scope::Full));
     }
     for e in &grokflow_systems::registry() {
         if let Some((label, system)) = second_instance(e)? {
-            instances.push((label, system, workprec::Scope::Peers));
+            if system.dim() <= crate::methods::MAX_COMPARED_DIM {
+                instances.push((label, system, workprec::Scope::Peers));
+            }
         }
     }
     let points = workprec::run(
