@@ -146,3 +146,14 @@ fn a_sweep_that_assesses_nothing_is_inconclusive() {
     assert_eq!(report["passed"], false);
     assert!(String::from_utf8_lossy(&o.stdout).contains("inconclusive"));
 }
+
+/// A usage error exits with 1 (an error), never with 2, which means a check failed.
+#[test]
+fn a_usage_error_is_an_error_not_a_failed_check() {
+    let o = Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--no-such-flag"));
+}

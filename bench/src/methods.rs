@@ -267,7 +267,7 @@ fn fmt_count(x: f64) -> String {
 /// BENCHMARKS.md from the rows.
 pub fn markdown(cfg: &BenchConfig, rows: &[BenchRow], machine: &str) -> String {
     let mut s = String::from("# grokflow benchmarks\n\n");
-    s += "Regenerate with `cargo run --release --bin bench` (about 25 minutes on 2 cores; `--quick` \
+    s += "Regenerate with `cargo run --release --bin bench` (about 40 minutes on 2 cores; `--quick` \
           for a few minutes, `--no-scipy` to leave scipy out). The scipy comparison runs \
           bench/scipy_bench.py and needs python3 with numpy, scipy and scikit-sundae (`pip install numpy scipy scikit-sundae`); \
           without them it is skipped and the targets say so. Counts are stable; wall times depend on \

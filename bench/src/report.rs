@@ -30,7 +30,7 @@ use grokflow_plots::render;
 ///
 /// The scipy and CVODE comparison needs python3 with numpy, scipy and scikit-sundae
 /// (`pip install numpy scipy scikit-sundae`); without them it is skipped and the report says
-/// so. The full run takes about 25 minutes
+/// so. The full run takes about 40 minutes
 /// on 2 cores; --quick a few minutes.
 #[derive(Debug, Parser)]
 #[command(name = "bench", version, about)]

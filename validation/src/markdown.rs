@@ -111,7 +111,7 @@ pub fn report_markdown(r: &ValidationReport, figures: impl Fn(&str) -> Vec<Strin
             r.systems.len()
         );
     }
-    out += "What is measured (DESIGN.md §1): for each λ, against references computed once at tight tolerance — \
+    out += "What is measured (Propositions 1–4 of the paper): for each λ, against references computed once at tight tolerance — \
             the unregularised flow θ₀(t), Φ(θ_init), the limiting flow θ_M(τ) on M and its limit θ_M^∞:\n\n";
     out += &format!(
         "- **Prop 1** E₁(λ) = sup over t ∈ [0, T₁ = {}] of ‖θ_λ(t) − θ₀(t)‖ (fast time, log grid of 40 points per decade from t = 10⁻³);\n\
