@@ -3,32 +3,17 @@
 //! unsharded sweep, a diverging method that says so, and instance files held to their
 //! generation.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::{assert_clean_failure, read_json, simulate};
 
 use serde_json::Value;
 
-fn simulate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simulate"))
-        .args(args)
-        .output()
-        .expect("the simulate binary runs")
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Exit 1, one line on stderr starting "error: ", no panic, containing `needle`.
+/// A clean refusal (see `common`) in a readable message.
 fn refused(args: &[&str], needle: &str) {
-    let o = simulate(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    let err = assert_clean_failure(args, needle);
     assert!(err.len() < 400, "{args:?}: an unreadable message: {err}");
 }
 

@@ -1,22 +1,14 @@
 //! End-to-end tests of the `simulate` binary: the files of a run, their fields, the
 //! instance round trip, and a one-line error with a non-zero exit for every bad input.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{assert_clean_failure, read_json, simulate};
 
 use serde_json::Value;
-
-fn simulate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simulate"))
-        .args(args)
-        .output()
-        .expect("the simulate binary runs")
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn num(v: &Value, path: &str) -> f64 {
     let mut cur = v;
@@ -197,20 +189,6 @@ fn a_run_that_stops_early_writes_what_it_recorded_and_exits_3() {
     assert_eq!(s["complete"], false);
     assert_eq!(s["stop_reason"]["kind"], "diverged");
     assert!(out.join("trajectory.csv").exists() && out.join("states.json").exists());
-}
-
-fn assert_clean_failure(args: &[&str], needle: &str) {
-    let o = simulate(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: not one line: {err}"
-    );
-    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
 }
 
 #[test]
