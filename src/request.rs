@@ -91,6 +91,7 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
             kkt_tol: run.kkt_tol,
             rtol: run.limiting_rtol,
             projector: run.projector.into(),
+            mu_collapse: run.mu_collapse.unwrap_or(req.spec.limiting_mu_collapse),
         }),
     };
     cfg.validate()?;

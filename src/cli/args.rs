@@ -236,6 +236,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "1e-9", allow_hyphen_values = true)]
     pub limiting_rtol: f64,
 
+    /// Stop the limiting flow where the Morse–Bott constant μ has fallen below this fraction
+    /// of its value at the start (0: never): J is about to lose rank there [default: 0
+    /// (modular: 1e-6)]
+    #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]
+    pub mu_collapse: Option<f64>,
+
     /// How the limiting flow reaches the normal space of M.
     #[arg(long, value_enum, default_value_t = ProjectorArg::Auto)]
     pub projector: ProjectorArg,

@@ -62,6 +62,8 @@ pub struct LimitingConfig {
     pub rtol: f64,
     /// How the normal space of M is reached.
     pub projector: grokflow_engine::Projector,
+    /// Stop where μ falls below this fraction of its start value (0: never).
+    pub mu_collapse: f64,
 }
 
 /// What a run produced: its summary, the states that matter, the recorded trajectory and
@@ -159,6 +161,7 @@ impl RunConfig {
             kkt_tol: 1e-8,
             rtol: 1e-9,
             projector: grokflow_engine::Projector::Auto,
+            mu_collapse: 0.0,
         });
         self
     }
@@ -203,6 +206,13 @@ fn check_config(cfg: &RunConfig) -> Result<()> {
             if !(v.is_finite() && v > 0.0) {
                 bail!("{name} must be a positive finite number, got {v:e}");
             }
+        }
+        if !(0.0..1.0).contains(&l.mu_collapse) {
+            bail!(
+                "--mu-collapse is a fraction of μ at the start, in [0, 1) (0: never stop on \
+                 μ), got {:e}",
+                l.mu_collapse
+            );
         }
     }
     if !(cfg.lambda.is_finite() && (LAMBDA_RANGE.0..=LAMBDA_RANGE.1).contains(&cfg.lambda)) {
@@ -424,6 +434,7 @@ pub fn run_system(
                 kkt_tol: lc.kkt_tol,
                 rtol: lc.rtol,
                 projector: lc.projector,
+                mu_collapse: lc.mu_collapse,
                 ..grokflow_engine::LimitingOptions::default()
             };
             let problem = grokflow_engine::LimitingProblem {

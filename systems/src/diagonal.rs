@@ -582,6 +582,7 @@ pub static SPEC: SystemSpec = SystemSpec {
         },
     }],
     default_tau_end: 10.0,
+    limiting_mu_collapse: 0.0,
     footprint: |s| {
         let (k, n) = (s.count("frequencies")? as f64, s.count("n")? as f64);
         Ok(crate::spec::Footprint {

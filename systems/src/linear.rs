@@ -581,6 +581,7 @@ pub static SPEC: SystemSpec = SystemSpec {
     ],
     presets: &[],
     default_tau_end: 10.0,
+    limiting_mu_collapse: 0.0,
     footprint: |s| {
         let (n, d) = (s.count("n")? as f64, s.count("d")? as f64);
         Ok(crate::spec::Footprint {

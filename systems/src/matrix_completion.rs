@@ -698,6 +698,7 @@ pub static SPEC: SystemSpec = SystemSpec {
         },
     }],
     default_tau_end: 10.0,
+    limiting_mu_collapse: 0.0,
     footprint: |s| {
         let (n1, n2) = (s.count("n1")? as f64, s.count("n2")? as f64);
         let r = s.count("width")? as f64;

@@ -661,6 +661,7 @@ pub static SPEC: SystemSpec = SystemSpec {
     ],
     presets: &[],
     default_tau_end: 10.0,
+    limiting_mu_collapse: 0.0,
     footprint: |s| {
         let n = s.count("n")? as f64;
         let r = s.count_opt("width")?.map_or(n, |w| w as f64);

@@ -683,6 +683,7 @@ pub static SPEC: SystemSpec = SystemSpec {
         },
     }],
     default_tau_end: 10.0,
+    limiting_mu_collapse: 0.0,
     footprint: |s| {
         let (w, n) = (s.count("width")? as f64, s.count("n")? as f64);
         Ok(crate::spec::Footprint {

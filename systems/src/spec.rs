@@ -83,6 +83,9 @@ pub struct SystemSpec {
     /// Where a run ends in slow time unless the user or a preset says otherwise: long enough
     /// for the default instance's slow phase.
     pub default_tau_end: f64,
+    /// The limiting flow stops where μ has fallen below this fraction of its start value
+    /// (0: never), for a model whose flow on M meets a rank drop of J at a finite time.
+    pub limiting_mu_collapse: f64,
     /// The footprint of the instance these parameter values generate.
     pub footprint: for<'s> fn(&'s Settings) -> Result<Footprint, SystemError>,
     /// An instance from parameter values.

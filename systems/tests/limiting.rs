@@ -224,3 +224,26 @@ fn the_flow_stops_at_a_singular_point_and_says_so() {
         s.theta_norm
     );
 }
+
+#[test]
+fn the_flow_stops_where_mu_has_collapsed_when_asked() {
+    // On the x axis μ = x² = e^{−2τ}: a fall by 10⁶ happens at τ = ln(10⁶)/2 = 6.908, long
+    // before the gap reaches rounding level (τ ≈ 15, the test above).
+    let opts = LimitingOptions {
+        tau_end: 40.0,
+        mu_collapse: 1e-6,
+        ..LimitingOptions::default()
+    };
+    let start = [1.0, 0.0, 0.0];
+    let problem = problem(&Cross, &NoObservables, &start, &start, &[0.0, 1.0, 5.0]);
+    let res = limiting_flow(&problem, &opts, &mut []).unwrap();
+    match res.stop {
+        StopReason::MuCollapsed { tau, mu, mu_start } => {
+            assert!((mu_start - 1.0).abs() < 1e-12, "μ at the start {mu_start}");
+            assert!(mu < 1e-6 && mu > 1e-6 * 0.5, "μ at the stop {mu}");
+            let exact = 1e6f64.ln() / 2.0;
+            assert!(tau >= exact && tau < exact + 0.35, "stopped at τ = {tau}");
+        }
+        other => panic!("expected μ's collapse, got {}", other.describe()),
+    }
+}

@@ -45,6 +45,13 @@ pub struct LimitingOptions {
     pub gap_warn: f64,
     /// Stop at a singular point when the gap falls below this.
     pub gap_stop: f64,
+    /// Stop when μ falls below this fraction of its value at the start (0: never). Where J
+    /// keeps full rank the gap (μ against rounding) says nothing until μ is at rounding
+    /// level; a flow that meets a rank drop of J at a finite time (modular addition) grinds
+    /// ever smaller steps towards it, where one whose limit lies there (the diagonal
+    /// network) approaches it only as τ → ∞ and must go on.
+    #[serde(default)]
+    pub mu_collapse: f64,
     /// Step budget.
     pub max_steps: usize,
     /// How the normal space is reached.
@@ -74,6 +81,7 @@ impl Default for LimitingOptions {
             tau_limit_max: 200.0,
             gap_warn: 1e4,
             gap_stop: 1e2,
+            mu_collapse: 0.0,
             max_steps: 100_000,
             projector: Projector::Auto,
             factor_reuse_from: default_factor_reuse_from(),
@@ -262,6 +270,7 @@ pub fn limiting_flow(
         drift_limit,
         gap_warn: opts.gap_warn,
         gap_stop: opts.gap_stop,
+        mu_stop: opts.mu_collapse * field.1.mu,
     };
     let mut stepper = DormandPrince::new(&on, control, theta, field, 0.01f64.min(opts.tau_end));
     let columns = ManifoldColumns {

@@ -73,6 +73,8 @@ pub(crate) struct StepControl {
     pub(crate) gap_warn: f64,
     /// A gap below this is a singular point.
     pub(crate) gap_stop: f64,
+    /// A μ below this (a fraction of μ at the start) is the approach of a singular point.
+    pub(crate) mu_stop: f64,
 }
 
 /// Dormand–Prince 5(4) on M.
@@ -89,6 +91,7 @@ pub(crate) struct DormandPrince<'f, 'a> {
     prev: (f64, Vec<f64>, Vec<f64>),
     hh: f64,
     pub(crate) min_mu: f64,
+    start_mu: f64,
     pub(crate) min_gap: f64,
     pub(crate) warnings: Vec<String>,
     gap_warned: bool,
@@ -118,6 +121,7 @@ impl<'f, 'a> DormandPrince<'f, 'a> {
             prev: (0.0, theta.clone(), f.clone()),
             hh: h,
             min_mu: here.mu,
+            start_mu: here.mu,
             min_gap: here.gap,
             theta,
             f,
@@ -236,6 +240,13 @@ impl Stepper for DormandPrince<'_, '_> {
                     kernel_dim_before: self.here.kernel_dim,
                     kernel_dim_after: after,
                     gap: here.gap,
+                });
+            }
+            if here.mu < self.control.mu_stop {
+                return Err(StopReason::MuCollapsed {
+                    tau: tau + hh,
+                    mu: here.mu,
+                    mu_start: self.start_mu,
                 });
             }
             self.steps += 1;

@@ -40,6 +40,17 @@ pub enum StopReason {
         /// The gap at the stop.
         gap: f64,
     },
+    /// A flow on M where J keeps full rank met a point where its Morse–Bott constant μ had
+    /// fallen far below its value at the start: J is about to lose rank there (a singular
+    /// point of M), and the flow's projections lose their digits as μ → 0.
+    MuCollapsed {
+        /// Slow time of the stop.
+        tau: f64,
+        /// μ at the stop.
+        mu: f64,
+        /// μ where the flow started.
+        mu_start: f64,
+    },
     /// The retraction onto M did not bring ‖∇F‖ down to its tolerance.
     RetractionFailed {
         /// Slow time of the stop.
@@ -81,6 +92,11 @@ impl StopReason {
                 "reached a singular point of M at τ = {tau:.4} (kernel dimension \
                  {kernel_dim_before} → {kernel_dim_after}, spectral gap {gap:.2e}): the \
                  Morse–Bott assumption fails there"
+            ),
+            StopReason::MuCollapsed { tau, mu, mu_start } => format!(
+                "the Morse–Bott constant μ fell from {mu_start:.2e} to {mu:.2e} by τ = {tau:.4}: \
+                 ∇²F is about to lose rank on M (a singular point), where the Morse–Bott \
+                 assumption fails"
             ),
             StopReason::RetractionFailed { tau, grad_norm } => {
                 format!("the retraction onto M failed at τ = {tau:.4} (‖∇F‖ = {grad_norm:.2e})")

@@ -703,6 +703,7 @@ pub static SPEC: SystemSpec = SystemSpec {
     ],
     presets: &[],
     default_tau_end: 30.0,
+    limiting_mu_collapse: 1e-6,
     footprint: |s| {
         let (p, w) = (s.count("p")? as f64, s.count("width")? as f64);
         let pairs = (s.real("train-fraction")?.clamp(0.0, 1.0) * p * p).round();
