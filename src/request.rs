@@ -23,14 +23,19 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
         bail!("--lr is the step of gradient descent; it applies with --method gd only");
     }
     // At the non-smooth limit of a smooth family (the exact ReLU) the gradient jumps where a
-    // kink crosses a data point, and the adaptive methods stall there (10⁶ steps, no end).
+    // kink crosses a data point: grokflow's BDF integrates it event by event, diffsol's
+    // methods stall there (10⁶ steps, no end).
     if let Some(family) = req.spec.smooth_family {
         let settings = req.settings();
         let at_limit = family
             .limit
             .iter()
             .all(|(k, v)| settings.raw(k).ok().flatten() == Some(*v));
-        if at_limit && !matches!(resolved.method, Method::GradientDescent { .. }) {
+        let exact = matches!(
+            resolved.method,
+            Method::GradientDescent { .. } | Method::Bdf
+        );
+        if at_limit && !exact {
             let limit: Vec<String> = family
                 .limit
                 .iter()
@@ -38,8 +43,8 @@ pub fn run_config(req: &SimulateRequest, lambda: Option<f64>) -> Result<RunConfi
                 .collect();
             bail!(
                 "{} makes the loss non-smooth: its gradient jumps where a kink crosses a data \
-                 point, and the adaptive methods stall there; use --method gd --lr {:e}, or the \
-                 smooth family that tends to it (--{} {})",
+                 point, and diffsol's methods stall there; use --method bdf (event-driven, \
+                 exact), --method gd --lr {:e}, or the smooth family that tends to it (--{} {})",
                 limit.join(" "),
                 family.gd_step,
                 family.param,

@@ -796,3 +796,36 @@ fn ctrl_c_stops_the_limiting_flow_and_keeps_what_it_recorded() {
         .count();
     assert!(rows > 2 && rows < samples, "{rows} of {samples} rows");
 }
+
+#[test]
+fn the_exact_relu_runs_through_its_kinks_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exact");
+    let o = common::simulate(&[
+        "relu",
+        "--activation",
+        "relu",
+        "--width",
+        "12",
+        "--n",
+        "6",
+        "--lambda",
+        "1e-4",
+        "--no-plot",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = common::read_json(&out.join("summary.json"));
+    assert_eq!(s["method"], "bdf");
+    assert_eq!(s["complete"], true);
+    let stats = &s["stats"];
+    let crossings = stats["kink_crossings"].as_u64().unwrap();
+    let slides = stats["sliding_modes"].as_u64().unwrap();
+    let sliding = stats["sliding_time"].as_f64().unwrap();
+    assert!(crossings + slides > 0, "{stats}");
+    assert!((0.0..=10.0).contains(&sliding), "{stats}");
+    // Φ(θ_init) by the same event-driven flow.
+    assert!(s["phi"].is_object(), "{}", s["phi"]);
+}

@@ -129,6 +129,15 @@ impl<'a> GradientFlow<'a> {
         }
     }
 
+    /// The same flow (λ, clock) of another loss.
+    pub(crate) fn with_loss<'b>(&self, loss: &'b dyn Loss) -> GradientFlow<'b> {
+        GradientFlow {
+            loss,
+            lambda: self.lambda,
+            time: self.time,
+        }
+    }
+
     /// The loss this flow descends.
     pub fn loss(&self) -> &'a dyn Loss {
         self.loss

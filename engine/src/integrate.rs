@@ -3,8 +3,9 @@
 use crate::error::EngineError;
 use crate::flow::GradientFlow;
 use crate::method::{Method, Options};
-use crate::steppers::{diffsol, Bdf, GradientDescent};
+use crate::steppers::{diffsol, Bdf, GradientDescent, Switched};
 use crate::stepping::{drive, Limits, Observer, Outcome};
+use crate::switching::RegionLoss;
 
 /// Integrates `flow` from `theta0` until `opts.end` with `method`,
 /// calling the observers at the start, after every accepted step and at the end.
@@ -49,7 +50,16 @@ pub fn integrate(
             &limits,
             observers,
         ),
-        Method::Bdf => drive(&mut Bdf::new(flow, theta0, opts)?, &limits, observers),
+        Method::Bdf => match flow.loss().switching() {
+            // A piecewise-smooth loss: region by region, event-driven.
+            Some(sw) => {
+                let region = RegionLoss::new(flow.loss(), sw, Switched::sides_at(sw, theta0));
+                let in_region = flow.with_loss(&region);
+                let mut stepper = Switched::new(sw, &region, &in_region, theta0, opts)?;
+                drive(&mut stepper, &limits, observers)
+            }
+            None => drive(&mut Bdf::new(flow, theta0, opts)?, &limits, observers),
+        },
         _ => return diffsol::integrate(flow, theta0, method, opts, s_end, observers),
     })
 }

@@ -21,6 +21,7 @@ mod newton;
 pub mod phi;
 mod steppers;
 pub mod stepping;
+pub mod switching;
 
 pub use autodiff::{Derived, DerivedScalar, ResidualModel, Scalar, ScalarModel};
 pub use check::{check_derivatives, DerivativeReport};
@@ -43,3 +44,4 @@ pub use stepping::{
     Outcome, Recorder, RisingObjective, RunInfo, Sample, SolverStats, StepView, Stepper,
     StopReason, Trajectory,
 };
+pub use switching::Switching;

@@ -36,6 +36,13 @@ pub trait Loss: Send + Sync {
         None
     }
 
+    /// The switching surfaces of a piecewise-smooth loss (the exact ReLU), if it is one (the
+    /// default: none). grokflow's BDF then integrates it region by region, event-driven
+    /// ([`crate::switching`]).
+    fn switching(&self) -> Option<&dyn crate::switching::Switching> {
+        None
+    }
+
     /// True when F is a convex quadratic: ∇²F the same positive semidefinite matrix at every
     /// θ (linear least squares). A Newton iteration with the matrix I − c′J for the step's
     /// I − cJ then contracts by at most |1 − c/c′|, and the BDF accepts its corrector on that

@@ -90,7 +90,11 @@ pub fn phi(
         });
     }
     let flow = GradientFlow::unregularised(loss);
-    let mut rule = GradientBelow::new(loss, tol);
+    let mut rule = if loss.switching().is_some() {
+        GradientBelow::on_field(loss, tol)
+    } else {
+        GradientBelow::new(loss, tol)
+    };
     let mut guard = BlowUpGuard::for_start(theta_init);
     let mut all: Vec<&mut dyn Observer> = vec![&mut rule, &mut guard];
     all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));

@@ -12,7 +12,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Par};
 use grokflow_engine::la::{MatMut, MatRef};
-use grokflow_engine::{Loss, Observables, Residuals};
+use grokflow_engine::{Loss, Observables, Residuals, Switching};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,6 @@ use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param, Settings};
 use crate::spec::{Preset, RunPreset, SmoothFamily, SystemSpec};
 use crate::system::{parse_file, System};
-use grokflow_engine::Method;
 
 /// The activation σ.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -343,11 +342,34 @@ impl TwoLayerNetwork {
             .sum()
     }
 
+    /// (σ, σ', σ'') of neuron j at training point i, zᵢⱼ = z: the network's own activation,
+    /// or the ReLU frozen in an activation pattern (σ(z) = sz, s the pattern's 0 or 1).
+    fn sigma(&self, act: Act<'_>, i: usize, j: usize, z: f64) -> (f64, f64, f64) {
+        match act {
+            Act::Own => self.activation.eval(z),
+            Act::Frozen(side) => {
+                if side[i * self.m + j] {
+                    (z, 1.0, 0.0)
+                } else {
+                    (0.0, 0.0, 0.0)
+                }
+            }
+        }
+    }
+
+    /// f(xᵢ) at training point i.
+    fn predict_train(&self, act: Act<'_>, theta: &[f64], i: usize) -> f64 {
+        let (m, x) = (self.m, self.x[i]);
+        (0..m)
+            .map(|j| theta[j] * self.sigma(act, i, j, theta[m + j] * x + theta[2 * m + j]).0)
+            .sum()
+    }
+
     /// ∂²f(x)/∂(aⱼ, wⱼ, bⱼ)², neuron j's 3×3 block (row by row): f couples the parameters of
     /// one neuron only.
-    fn neuron_curvature(&self, theta: &[f64], j: usize, x: f64) -> [f64; 9] {
-        let (m, a) = (self.m, theta[j]);
-        let (_, ds, dds) = self.activation.eval(theta[m + j] * x + theta[2 * m + j]);
+    fn neuron_curvature(&self, act: Act<'_>, theta: &[f64], i: usize, j: usize) -> [f64; 9] {
+        let (m, a, x) = (self.m, theta[j], self.x[i]);
+        let (_, ds, dds) = self.sigma(act, i, j, theta[m + j] * x + theta[2 * m + j]);
         let (aw, ab) = (ds * x, ds);
         let (ww, wb, bb) = (a * dds * x * x, a * dds * x, a * dds);
         [0.0, aw, ab, aw, ww, wb, ab, wb, bb]
@@ -355,12 +377,12 @@ impl TwoLayerNetwork {
 
     /// ∂f(x)/∂θ into `row` (3m entries: a, w, b), returning f(x): one activation
     /// evaluation per neuron serves both.
-    fn jacobian_row(&self, theta: &[f64], x: f64, row: &mut [f64]) -> f64 {
-        let m = self.m;
+    fn jacobian_row(&self, act: Act<'_>, theta: &[f64], i: usize, row: &mut [f64]) -> f64 {
+        let (m, x) = (self.m, self.x[i]);
         let mut f = 0.0;
         for j in 0..m {
             let a = theta[j];
-            let (s, ds, _) = self.activation.eval(theta[m + j] * x + theta[2 * m + j]);
+            let (s, ds, _) = self.sigma(act, i, j, theta[m + j] * x + theta[2 * m + j]);
             f += a * s;
             row[j] = s;
             row[m + j] = a * ds * x;
@@ -423,44 +445,74 @@ impl Loss for TwoLayerNetwork {
     }
 
     fn value(&self, theta: &[f64]) -> f64 {
-        let n = self.x.len();
-        (0..n)
-            .map(|i| (self.predict_at(theta, self.x[i]) - self.y[i]).powi(2))
-            .sum::<f64>()
-            / (2.0 * n as f64)
+        self.value_with(Act::Own, theta)
     }
 
-    /// (1/n) Σᵢ eᵢ Jᵢ.
     fn gradient_into(&self, theta: &[f64], grad: &mut [f64]) {
-        let n = self.x.len();
-        grad.fill(0.0);
-        with_buf(3 * self.m, |row| {
-            for i in 0..n {
-                let e = (self.jacobian_row(theta, self.x[i], row) - self.y[i]) / n as f64;
-                grokflow_engine::la::axpy(e, row, grad);
-            }
-        })
+        self.gradient_with(Act::Own, theta, grad);
     }
 
     fn residuals(&self) -> Option<&dyn Residuals> {
         Some(self)
     }
 
-    /// (1/n) Σᵢ [Jᵢ(Jᵢ·v) + eᵢ ∇²f(xᵢ)v], neuron by neuron: O(nm).
+    fn switching(&self) -> Option<&dyn Switching> {
+        matches!(self.activation, Activation::Relu).then_some(self as &dyn Switching)
+    }
+
     fn hvp_into(&self, theta: &[f64], v: &[f64], out: &mut [f64]) {
+        self.hvp_with(Act::Own, theta, v, out);
+    }
+
+    fn hessian_into(&self, theta: &[f64], h: MatMut<'_, f64>) {
+        self.hessian_with(Act::Own, theta, h);
+    }
+}
+
+/// The activation of the training points' evaluations: the network's own, or the ReLU
+/// frozen in an activation pattern (`side[i·m + j]`: neuron j active at point i), the
+/// smooth loss of one region of the exact ReLU's piecewise-smooth flow.
+#[derive(Clone, Copy)]
+enum Act<'p> {
+    Own,
+    Frozen(&'p [bool]),
+}
+
+impl TwoLayerNetwork {
+    fn value_with(&self, act: Act<'_>, theta: &[f64]) -> f64 {
+        let n = self.x.len();
+        (0..n)
+            .map(|i| (self.predict_train(act, theta, i) - self.y[i]).powi(2))
+            .sum::<f64>()
+            / (2.0 * n as f64)
+    }
+
+    /// (1/n) Σᵢ eᵢ Jᵢ.
+    fn gradient_with(&self, act: Act<'_>, theta: &[f64], grad: &mut [f64]) {
+        let n = self.x.len();
+        grad.fill(0.0);
+        with_buf(3 * self.m, |row| {
+            for i in 0..n {
+                let e = (self.jacobian_row(act, theta, i, row) - self.y[i]) / n as f64;
+                grokflow_engine::la::axpy(e, row, grad);
+            }
+        })
+    }
+
+    /// (1/n) Σᵢ [Jᵢ(Jᵢ·v) + eᵢ∇²f(xᵢ)v], neuron by neuron: O(nm).
+    fn hvp_with(&self, act: Act<'_>, theta: &[f64], v: &[f64], out: &mut [f64]) {
         let (m, n) = (self.m, self.x.len());
         out.fill(0.0);
         let w = 1.0 / n as f64;
         with_buf(3 * m, |row| {
             for i in 0..n {
-                let xi = self.x[i];
-                let e = self.jacobian_row(theta, xi, row) - self.y[i];
+                let e = self.jacobian_row(act, theta, i, row) - self.y[i];
                 // Jᵢ(Jᵢ·v)
                 let jdotv: f64 = row.iter().zip(v).map(|(a, b)| a * b).sum();
                 grokflow_engine::la::axpy(w * jdotv, row, out);
                 // eᵢ ∇²f(xᵢ) v on each neuron's 3×3 block.
                 for j in 0..m {
-                    let block = self.neuron_curvature(theta, j, xi);
+                    let block = self.neuron_curvature(act, theta, i, j);
                     let idx = [j, m + j, 2 * m + j];
                     for (p, &ip) in idx.iter().enumerate() {
                         let bv: f64 = (0..3).map(|q| block[3 * p + q] * v[idx[q]]).sum();
@@ -471,23 +523,22 @@ impl Loss for TwoLayerNetwork {
         })
     }
 
-    /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ ∇²f(xᵢ)]: the Gauss–Newton part as one product JᵀJ/n.
-    fn hessian_into(&self, theta: &[f64], mut h: MatMut<'_, f64>) {
+    /// (1/n) Σᵢ [JᵢJᵢᵀ + eᵢ∇²f(xᵢ)]: the Gauss–Newton part as one product JᵀJ/n.
+    fn hessian_with(&self, act: Act<'_>, theta: &[f64], mut h: MatMut<'_, f64>) {
         let (m, n) = (self.m, self.x.len());
         let d = 3 * m;
         let w = 1.0 / n as f64;
         with_bufs2(n * d, n, |jac, err| {
             for i in 0..n {
                 let row = &mut jac[i * d..(i + 1) * d];
-                err[i] = (self.jacobian_row(theta, self.x[i], row) - self.y[i]) * w;
+                err[i] = (self.jacobian_row(act, theta, i, row) - self.y[i]) * w;
             }
             let j = MatRef::from_row_major_slice(jac, n, d);
             matmul(h.as_mut(), Accum::Replace, j.transpose(), j, w, Par::Seq);
-            for i in 0..n {
-                let (xi, ew) = (self.x[i], err[i]);
+            for (i, &ew) in err.iter().enumerate() {
                 for j in 0..m {
                     // e ∇²f(xᵢ): the neuron's 3×3 block.
-                    let block = self.neuron_curvature(theta, j, xi);
+                    let block = self.neuron_curvature(act, theta, i, j);
                     let idx = [j, m + j, 2 * m + j];
                     for (p, &ip) in idx.iter().enumerate() {
                         for (q, &iq) in idx.iter().enumerate() {
@@ -497,6 +548,50 @@ impl Loss for TwoLayerNetwork {
                 }
             }
         })
+    }
+}
+
+/// The exact ReLU's switching surfaces: gᵢⱼ(θ) = wⱼxᵢ + bⱼ (k = i·m + j), neuron j's kink
+/// at data point i. Across one only the σ'(gᵢⱼ) terms of ∇F jump, by (eᵢaⱼ/n)(xᵢ, 1) on
+/// (wⱼ, bⱼ): along the surface's normal, as the event-driven flow requires.
+impl Switching for TwoLayerNetwork {
+    fn surface_count(&self) -> usize {
+        self.x.len() * self.m
+    }
+
+    fn surfaces_into(&self, theta: &[f64], g: &mut [f64]) {
+        let m = self.m;
+        for (i, &x) in self.x.iter().enumerate() {
+            for j in 0..m {
+                g[i * m + j] = theta[m + j] * x + theta[2 * m + j];
+            }
+        }
+    }
+
+    fn normal(&self, k: usize) -> Vec<(usize, f64)> {
+        let (i, j) = (k / self.m, k % self.m);
+        vec![(self.m + j, self.x[i]), (2 * self.m + j, 1.0)]
+    }
+
+    fn describe_surface(&self, k: usize) -> String {
+        let (i, j) = (k / self.m, k % self.m);
+        format!("neuron {j}'s kink at data point {i} (x = {:.4})", self.x[i])
+    }
+
+    fn region_value(&self, side: &[bool], theta: &[f64]) -> f64 {
+        self.value_with(Act::Frozen(side), theta)
+    }
+
+    fn region_gradient_into(&self, side: &[bool], theta: &[f64], grad: &mut [f64]) {
+        self.gradient_with(Act::Frozen(side), theta, grad);
+    }
+
+    fn region_hessian_into(&self, side: &[bool], theta: &[f64], hess: MatMut<'_, f64>) {
+        self.hessian_with(Act::Frozen(side), theta, hess);
+    }
+
+    fn region_hvp_into(&self, side: &[bool], theta: &[f64], v: &[f64], out: &mut [f64]) {
+        self.hvp_with(Act::Frozen(side), theta, v, out);
     }
 }
 
@@ -510,7 +605,7 @@ impl Residuals for TwoLayerNetwork {
     /// rᵢ = f(xᵢ) − yᵢ.
     fn residuals_into(&self, theta: &[f64], r: &mut [f64]) {
         for (i, ri) in r.iter_mut().enumerate() {
-            *ri = self.predict_at(theta, self.x[i]) - self.y[i];
+            *ri = self.predict_train(Act::Own, theta, i) - self.y[i];
         }
     }
     /// ∇²f(x) couples the parameters of one neuron only: R's blocks are the (aⱼ, wⱼ, bⱼ).
@@ -523,10 +618,9 @@ impl Residuals for TwoLayerNetwork {
         let (m, n) = (self.m, self.x.len());
         out.fill(0.0);
         for i in 0..n {
-            let xi = self.x[i];
-            let ew = (self.predict_at(theta, xi) - self.y[i]) / n as f64;
+            let ew = (self.predict_train(Act::Own, theta, i) - self.y[i]) / n as f64;
             for j in 0..m {
-                let block = self.neuron_curvature(theta, j, xi);
+                let block = self.neuron_curvature(Act::Own, theta, i, j);
                 for (o, v) in out[9 * j..9 * j + 9].iter_mut().zip(block) {
                     *o += ew * v;
                 }
@@ -537,8 +631,8 @@ impl Residuals for TwoLayerNetwork {
     fn jacobian_into(&self, theta: &[f64], mut jac: MatMut<'_, f64>) {
         let d = 3 * self.m;
         with_buf(d, |row| {
-            for (i, &xi) in self.x.iter().enumerate() {
-                self.jacobian_row(theta, xi, row);
+            for i in 0..self.x.len() {
+                self.jacobian_row(Act::Own, theta, i, row);
                 for c in 0..d {
                     jac[(i, c)] = row[c];
                 }
@@ -655,7 +749,11 @@ pub static SPEC: SystemSpec = SystemSpec {
                     "softplus",
                     "log(1 + e^{βz})/β with sharpness --sharpness (smooth: the theory holds)",
                 ),
-                ("relu", "the ReLU (almost-everywhere derivatives; outside the theory)"),
+                (
+                    "relu",
+                    "the exact ReLU (outside the theory): BDF integrates its piecewise-smooth \
+                     flow event by event, through kink crossings and sliding modes",
+                ),
             ]),
             default: Some("softplus"),
             model: true,
@@ -672,12 +770,12 @@ pub static SPEC: SystemSpec = SystemSpec {
     presets: &[Preset {
         name: "paper-fig3",
         help: "The paper's Figure 3: m = 100, n = 10, x ~ U[−2, 2], variance 4, λ = 1e-3, the \
-               exact ReLU, gradient descent with a small step (0.002 here; the paper gives \
-               none) up to τ = 10",
+               exact ReLU up to τ = 10, by the event-driven BDF (the paper ran gradient \
+               descent: --method gd --lr 2e-3)",
         params: &[("activation", "relu")],
         run: RunPreset {
             lambda: Some(1e-3),
-            method: Some(Method::GradientDescent { lr: 2e-3 }),
+            method: None,
             t_end: None,
             tau_end: Some(10.0),
         },

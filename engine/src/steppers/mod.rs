@@ -4,6 +4,8 @@
 mod bdf;
 pub(crate) mod diffsol;
 mod gd;
+mod switched;
 
 pub(crate) use bdf::Bdf;
 pub(crate) use gd::GradientDescent;
+pub(crate) use switched::Switched;

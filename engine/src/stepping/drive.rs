@@ -75,6 +75,16 @@ pub struct SolverStats {
     /// empty for the explicit methods.
     #[serde(default)]
     pub linear_solver: String,
+    /// Transversal crossings of a switching surface handled by a piecewise-smooth flow (for
+    /// the exact ReLU: a kink crossing a data point).
+    #[serde(default)]
+    pub kink_crossings: usize,
+    /// Sliding modes entered: the flow held on a switching surface (Filippov).
+    #[serde(default)]
+    pub sliding_modes: usize,
+    /// Clock time during which the flow slid on at least one surface.
+    #[serde(default)]
+    pub sliding_time: f64,
     /// Wall time in seconds.
     pub wall_s: f64,
 }
@@ -93,6 +103,9 @@ impl SolverStats {
         self.lu_factorisations += other.lu_factorisations;
         self.krylov_iterations += other.krylov_iterations;
         self.structured_fallbacks += other.structured_fallbacks;
+        self.kink_crossings += other.kink_crossings;
+        self.sliding_modes += other.sliding_modes;
+        self.sliding_time += other.sliding_time;
         if self.linear_solver.is_empty() {
             self.linear_solver.clone_from(&other.linear_solver);
         }

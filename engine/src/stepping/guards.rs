@@ -37,6 +37,8 @@ pub struct GradientBelow<'a> {
     loss: &'a dyn Loss,
     tol: f64,
     grad: Vec<f64>,
+    /// Read −∇F from the stepper's field where it gives one.
+    on_field: bool,
 }
 
 impl<'a> GradientBelow<'a> {
@@ -46,14 +48,30 @@ impl<'a> GradientBelow<'a> {
             loss,
             tol,
             grad: vec![0.0; loss.dim()],
+            on_field: false,
+        }
+    }
+
+    /// The rule on the unregularised flow's field in fast time, −∇F, as the stepper gives
+    /// it: for a piecewise-smooth loss, Filippov's field (on a sliding surface the projected
+    /// gradient, which vanishes at a minimum where ∇F of either side does not).
+    pub fn on_field(loss: &'a dyn Loss, tol: f64) -> Self {
+        Self {
+            on_field: true,
+            ..Self::new(loss, tol)
         }
     }
 }
 
 impl Observer for GradientBelow<'_> {
     fn step(&mut self, view: &StepView<'_>) -> Control {
-        self.loss.gradient_into(view.theta, &mut self.grad);
-        let g = norm(&self.grad);
+        let g = match view.rhs {
+            Some(f) if self.on_field => norm(f),
+            _ => {
+                self.loss.gradient_into(view.theta, &mut self.grad);
+                norm(&self.grad)
+            }
+        };
         if g <= self.tol {
             Control::Stop(StopReason::Converged { grad_norm: g })
         } else {

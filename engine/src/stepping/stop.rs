@@ -51,6 +51,14 @@ pub enum StopReason {
         /// μ where the flow started.
         mu_start: f64,
     },
+    /// A piecewise-smooth flow met a case its event handling does not cover: several
+    /// switching surfaces at one point, or sliding on surfaces that meet degenerately.
+    SwitchingUnhandled {
+        /// The clock value of the event.
+        s: f64,
+        /// What was met.
+        what: String,
+    },
     /// The retraction onto M did not bring ‖∇F‖ down to its tolerance.
     RetractionFailed {
         /// Slow time of the stop.
@@ -97,6 +105,10 @@ impl StopReason {
                 "the Morse–Bott constant μ fell from {mu_start:.2e} to {mu:.2e} by τ = {tau:.4}: \
                  ∇²F is about to lose rank on M (a singular point), where the Morse–Bott \
                  assumption fails"
+            ),
+            StopReason::SwitchingUnhandled { s, what } => format!(
+                "the piecewise-smooth flow met {what} at s = {s:.6e}, which its event handling \
+                 does not cover (one surface at a time; sliding on independent surfaces)"
             ),
             StopReason::RetractionFailed { tau, grad_norm } => {
                 format!("the retraction onto M failed at τ = {tau:.4} (‖∇F‖ = {grad_norm:.2e})")

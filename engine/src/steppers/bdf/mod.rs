@@ -173,6 +173,12 @@ impl<'f, 'a> Bdf<'f, 'a> {
         Ok(b)
     }
 
+    /// The same BDF with its clock starting at s₀ (a restart after an event).
+    pub(crate) fn starting_at(mut self, s0: f64) -> Self {
+        self.s = s0;
+        self
+    }
+
     fn eval_rhs(&mut self, y: &[f64]) -> Vec<f64> {
         let mut out = vec![0.0; y.len()];
         self.stats.rhs_evals += 1;
