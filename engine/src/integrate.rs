@@ -3,9 +3,8 @@
 use crate::error::EngineError;
 use crate::flow::GradientFlow;
 use crate::method::{Method, Options};
-use crate::steppers::{diffsol, Bdf, GradientDescent, Switched};
+use crate::steppers::{diffsol, Bdf, GradientDescent, RegionLoss, Switched};
 use crate::stepping::{drive, Limits, Observer, Outcome};
-use crate::switching::RegionLoss;
 
 /// Integrates `flow` from `theta0` until `opts.end` with `method`,
 /// calling the observers at the start, after every accepted step and at the end.

@@ -8,4 +8,4 @@ mod switched;
 
 pub(crate) use bdf::Bdf;
 pub(crate) use gd::GradientDescent;
-pub(crate) use switched::Switched;
+pub(crate) use switched::{RegionLoss, Switched};
