@@ -99,12 +99,6 @@ pub(crate) struct DormandPrince<'f, 'a> {
     rejected: usize,
 }
 
-fn failed(e: EngineError) -> StopReason {
-    StopReason::SolverFailed {
-        message: e.to_string(),
-    }
-}
-
 impl<'f, 'a> DormandPrince<'f, 'a> {
     /// From θ on M (retracted), with its field and projector, and the first step size h.
     pub(crate) fn new(
@@ -200,7 +194,7 @@ impl Stepper for DormandPrince<'_, '_> {
                         axpy(hh * a, &ks[j], &mut y);
                     }
                 }
-                ks.push(self.on.field(&y).map_err(failed)?);
+                ks.push(self.on.field(&y)?);
                 if i == DP_A.len() - 1 {
                     y5 = y;
                 }
@@ -224,17 +218,17 @@ impl Stepper for DormandPrince<'_, '_> {
             }
             // Accept, retract onto M, and look at the tangent structure there.
             let mut y_new = y5;
-            let gn = self.on.retract(&mut y_new).map_err(failed)?;
+            let gn = self.on.retract(&mut y_new)?;
             if gn > self.control.drift_limit {
                 return Err(StopReason::RetractionFailed {
                     tau: tau + hh,
                     grad_norm: gn,
                 });
             }
-            let (f_new, here) = self.on.inspect(&y_new).map_err(failed)?;
+            let (f_new, here) = self.on.inspect(&y_new)?;
             if here.gap < self.control.gap_stop {
                 // What the spectrum looks like there, split afresh at its largest gap.
-                let after = self.on.fresh_kernel_dim(&y_new).map_err(failed)?;
+                let after = self.on.fresh_kernel_dim(&y_new)?;
                 return Err(StopReason::SingularPoint {
                     tau: tau + hh,
                     kernel_dim_before: self.here.kernel_dim,

@@ -134,7 +134,7 @@ impl<'f> Switched<'f> {
     fn speeds(&mut self, k: usize, theta: &[f64]) -> (f64, f64) {
         let lambda = self.flow.lambda();
         let n = self.normal(k).to_vec();
-        let mut side = self.region.region().side;
+        let mut side = self.region.side();
         let mut grad = vec![0.0; theta.len()];
         let mut speed = |positive: bool| {
             side[k] = positive;
@@ -146,7 +146,7 @@ impl<'f> Switched<'f> {
 
     /// The rounding level of gₖ(θ): a value below it is no side (a kink held on a data point
     /// by a field tangent to its surface stays there up to rounding).
-    fn rounding(&mut self, k: usize, theta: &[f64]) -> f64 {
+    fn rounding(&self, k: usize, theta: &[f64]) -> f64 {
         let mut size = 0.0;
         for (i, v) in self.sw.normal(k) {
             size += (v * theta[i]).abs();
@@ -186,10 +186,14 @@ impl<'f> Switched<'f> {
     /// The clock value at which `e` happens in (s0, s1], the end of a bracket on the far side.
     fn locate(&mut self, e: Event, s0: f64, s1: f64) -> f64 {
         let mut buf = vec![0.0; self.theta.len()];
+        let positive = match e {
+            Event::Hit(k) => self.region.side()[k],
+            Event::Exit(_) => true,
+        };
         let sign_at = |me: &mut Self, s: f64, buf: &mut [f64]| {
             let v = me.event_value(e, s, buf);
             match e {
-                Event::Hit(k) => !violated(me.region.region().side[k], v),
+                Event::Hit(_) => !violated(positive, v),
                 Event::Exit(_) => v >= 0.0,
             }
         };
@@ -300,9 +304,7 @@ impl Stepper for Switched<'_> {
 
     fn step(&mut self, s_stop: f64) -> Result<(), StopReason> {
         if self.restart {
-            self.restart_inner().map_err(|e| StopReason::SolverFailed {
-                message: e.to_string(),
-            })?;
+            self.restart_inner()?;
         }
         let s0 = self.s;
         self.inner.step(s_stop)?;
@@ -362,11 +364,7 @@ impl Stepper for Switched<'_> {
             self.sliding_time -= s1 - first;
         }
         let mut theta = vec![0.0; theta1.len()];
-        self.inner
-            .interpolate_into(first, &mut theta)
-            .map_err(|e| StopReason::SolverFailed {
-                message: e.to_string(),
-            })?;
+        self.inner.interpolate_into(first, &mut theta)?;
         self.resolve(&at_once, first, theta)?;
         self.update_field();
         Ok(())
@@ -433,6 +431,11 @@ impl<'a> RegionLoss<'a> {
                 basis: Vec::new(),
             }),
         }
+    }
+
+    /// The side of every surface now.
+    pub(crate) fn side(&self) -> Vec<bool> {
+        self.region.read().expect("region lock").side.clone()
     }
 
     /// The region now.

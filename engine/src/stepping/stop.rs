@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::EngineError;
+
 /// Why a run ended. A run that ends early keeps everything recorded up to its end.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -114,6 +116,15 @@ impl StopReason {
                 format!("the retraction onto M failed at τ = {tau:.4} (‖∇F‖ = {grad_norm:.2e})")
             }
             StopReason::Stopped { reason } => format!("stopped: {reason}"),
+        }
+    }
+}
+
+/// An engine error during a run ends it: the solver failed, with the error's message.
+impl From<EngineError> for StopReason {
+    fn from(e: EngineError) -> Self {
+        StopReason::SolverFailed {
+            message: e.to_string(),
         }
     }
 }
