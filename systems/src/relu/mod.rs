@@ -21,10 +21,14 @@ use crate::data::{check_vec, gaussian_vec, rng};
 use crate::error::{invalid_instance, invalid_params, SystemError};
 use crate::scratch::{with_buf, with_bufs2};
 use crate::derived::WithDerived;
-use grokflow_engine::{ResidualModel, Scalar};
 use crate::params::{Kind, Param, Settings};
 use crate::spec::{Preset, RunPreset, SmoothFamily, SystemSpec};
 use crate::system::{parse_file, System};
+
+mod exact;
+mod twin;
+
+pub use twin::ReluTwin;
 
 /// The activation σ.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -551,50 +555,6 @@ impl TwoLayerNetwork {
     }
 }
 
-/// The exact ReLU's switching surfaces: gᵢⱼ(θ) = wⱼxᵢ + bⱼ (k = i·m + j), neuron j's kink
-/// at data point i. Across one only the σ'(gᵢⱼ) terms of ∇F jump, by (eᵢaⱼ/n)(xᵢ, 1) on
-/// (wⱼ, bⱼ): along the surface's normal, as the event-driven flow requires.
-impl Switching for TwoLayerNetwork {
-    fn surface_count(&self) -> usize {
-        self.x.len() * self.m
-    }
-
-    fn surfaces_into(&self, theta: &[f64], g: &mut [f64]) {
-        let m = self.m;
-        for (i, &x) in self.x.iter().enumerate() {
-            for j in 0..m {
-                g[i * m + j] = theta[m + j] * x + theta[2 * m + j];
-            }
-        }
-    }
-
-    fn normal(&self, k: usize) -> Vec<(usize, f64)> {
-        let (i, j) = (k / self.m, k % self.m);
-        vec![(self.m + j, self.x[i]), (2 * self.m + j, 1.0)]
-    }
-
-    fn describe_surface(&self, k: usize) -> String {
-        let (i, j) = (k / self.m, k % self.m);
-        format!("neuron {j}'s kink at data point {i} (x = {:.4})", self.x[i])
-    }
-
-    fn region_value(&self, side: &[bool], theta: &[f64]) -> f64 {
-        self.value_with(Act::Frozen(side), theta)
-    }
-
-    fn region_gradient_into(&self, side: &[bool], theta: &[f64], grad: &mut [f64]) {
-        self.gradient_with(Act::Frozen(side), theta, grad);
-    }
-
-    fn region_hessian_into(&self, side: &[bool], theta: &[f64], hess: MatMut<'_, f64>) {
-        self.hessian_with(Act::Frozen(side), theta, hess);
-    }
-
-    fn region_hvp_into(&self, side: &[bool], theta: &[f64], v: &[f64], out: &mut [f64]) {
-        self.hvp_with(Act::Frozen(side), theta, v, out);
-    }
-}
-
 impl Residuals for TwoLayerNetwork {
     fn count(&self) -> usize {
         self.x.len()
@@ -819,57 +779,3 @@ pub static SPEC: SystemSpec = SystemSpec {
         gd_step: 2e-3,
     }),
 };
-
-/// The two-layer network's residuals written once, generically: its derived twin.
-pub struct ReluTwin(pub TwoLayerNetwork);
-
-impl ReluTwin {
-    /// σ(z), as [`Activation::eval`] computes it.
-    fn sigma<T: Scalar>(&self, z: T) -> T {
-        match self.0.activation {
-            Activation::Relu => {
-                if z.value() > 0.0 {
-                    z
-                } else {
-                    T::zero()
-                }
-            }
-            Activation::Softplus { beta } => {
-                let t = z * beta;
-                let soft = if t.value() >= 0.0 {
-                    t + (-t).exp().ln_1p()
-                } else {
-                    t.exp().ln_1p()
-                };
-                soft / beta
-            }
-        }
-    }
-}
-
-impl ResidualModel for ReluTwin {
-    fn name(&self) -> &str {
-        "relu"
-    }
-    fn dim(&self) -> usize {
-        3 * self.0.m
-    }
-    fn count(&self) -> usize {
-        self.0.x.len()
-    }
-    /// rᵢ = Σⱼ aⱼσ(wⱼxᵢ + bⱼ) − yᵢ.
-    fn residuals<T: Scalar>(&self, theta: &[T], r: &mut [T]) {
-        let m = self.0.m;
-        for (i, ri) in r.iter_mut().enumerate() {
-            let xi = self.0.x[i];
-            let mut f = T::zero();
-            for j in 0..m {
-                f += theta[j] * self.sigma(theta[m + j] * xi + theta[2 * m + j]);
-            }
-            *ri = f - self.0.y[i];
-        }
-    }
-    fn curvature_groups(&self) -> Option<Vec<Vec<usize>>> {
-        Residuals::curvature_groups(&self.0)
-    }
-}
